@@ -1,0 +1,49 @@
+# The two set-up commands are `make demo` and `make test`; both create .venv when it is missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Real COCO for the tests and notebook 06: an explicit MINIMASKRCNN_COCO wins; otherwise the tiny
+# COCO that sits beside a developer's checkout, when there is one.
+ifeq ($(origin MINIMASKRCNN_COCO), undefined)
+ifneq ($(wildcard ../shared/coco/tiny_coco),)
+export MINIMASKRCNN_COCO := $(abspath ../shared/coco/tiny_coco)
+endif
+endif
+
+.PHONY: env test unit notebooks demo bench lab clean
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+# Unit tests, then every notebook with nbval (outputs of cells tagged for checking are compared).
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
+		$(PY) -m pytest -q --nbval-lax -p no:cacheprovider notebooks; \
+	fi
+
+unit: $(STAMP)
+	$(PY) -m pytest -q tests
+
+notebooks: $(STAMP)
+	$(PY) -m pytest -q --nbval-lax -p no:cacheprovider notebooks
+
+demo: $(STAMP)
+	$(PY) -m minimaskrcnn demo
+
+bench: $(STAMP)
+	$(PY) benchmarks/ops.py
+	@if [ -f benchmarks/model.py ]; then $(PY) benchmarks/model.py; fi
+
+lab: $(STAMP)
+	$(PY) -m jupyter lab notebooks
+
+clean:
+	rm -rf $(VENV) .pytest_cache
