@@ -1,0 +1,278 @@
+"""ResNet backbones (He et al., 2016) for Mask R-CNN, Sec. 3 "Network Architecture".
+
+The paper evaluates two ways of taking features out of a ResNet:
+
+- **C4**: the output of stage 4 (stride 16) feeds the RPN and RoI pooling; stage 5 ("res5") then
+  runs on every RoI as the box/mask head (`build_res5_head`).
+- **FPN**: stages 2-5 feed a feature pyramid (`fpn.py`), built by `build_backbone` when
+  `cfg.variant == "fpn"`.
+
+Module and parameter names follow torchvision's `resnet*` (conv1, bn1, layer1..layer4, and inside a
+block conv1/bn1/conv2/bn2[/conv3/bn3]/downsample.0/downsample.1), so ImageNet weights load key by
+key (`convert.py`). As in torchvision (the "ResNet v1.5" variant), a bottleneck block downsamples in
+its 3x3 conv, not in its first 1x1 conv.
+
+Shape glossary:
+  N: images in the batch; H, W: padded input height and width (any size, not only multiples of 32)
+  c2..c5: stage outputs at strides 4, 8, 16, 32, i.e. sizes ceil(H / s) x ceil(W / s)
+  w: cfg.stem_channels (64 for the standard ResNet); stage k has width w * 2**(k-2) in its 3x3 convs
+     and out channels w * 2**(k-2) * expansion (expansion 1 for basic blocks, 4 for bottlenecks)
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import BackboneConfig
+from .fpn import FPN
+
+# blocks per stage (layer1..layer4) and block type, Table 1 of the ResNet paper
+DEPTHS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)),
+          50: ("bottleneck", (3, 4, 6, 3)), 101: ("bottleneck", (3, 4, 23, 3))}
+NORMS = ("frozen_bn", "bn", "gn")
+VARIANTS = ("fpn", "c4")
+
+
+class FrozenBatchNorm2d(nn.Module):
+    """BatchNorm with fixed statistics and affine parameters: y = (x - mean) / sqrt(var + eps) * w + b.
+
+    Detection batches are 1-2 images per GPU, too few for batch statistics, so pretrained BN layers
+    are frozen into a per-channel affine map. Buffers (not parameters): weight, bias, running_mean,
+    running_var, each (C,), the names of BatchNorm2d's, so BN state_dicts load directly.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("weight", torch.ones(num_features))
+        self.register_buffer("bias", torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # A BatchNorm2d state_dict also has a step counter that means nothing once frozen.
+        state_dict.pop(prefix + "num_batches_tracked", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.weight * (self.running_var + self.eps).rsqrt()  # (C,)
+        shift = self.bias - self.running_mean * scale  # (C,)
+        return x * scale[None, :, None, None] + shift[None, :, None, None]
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[0]}, eps={self.eps}"
+
+
+def make_norm(norm: str, channels: int) -> nn.Module:
+    """The normalization layer named by BackboneConfig.norm, for `channels` channels."""
+    if norm == "frozen_bn":
+        return FrozenBatchNorm2d(channels)
+    if norm == "bn":
+        return nn.BatchNorm2d(channels)
+    if norm == "gn":
+        # 32 groups (Wu & He, 2018), fewer for narrow layers so that a group keeps >= 2 channels.
+        return nn.GroupNorm(math.gcd(32, max(channels // 2, 1)), channels)
+    raise ValueError(f"BackboneConfig.norm must be one of {NORMS}, got {norm!r}")
+
+
+def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)  # the norm holds the bias
+
+
+def conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs plus the identity (ResNet-18/34): (N, cin, H, W) -> (N, width, H/s, W/s)."""
+
+    expansion = 1
+
+    def __init__(self, cin: int, width: int, stride: int, norm: str):
+        super().__init__()
+        cout = width * self.expansion
+        self.conv1, self.bn1 = conv3x3(cin, width, stride), make_norm(norm, width)
+        self.conv2, self.bn2 = conv3x3(width, cout), make_norm(norm, cout)
+        # a 1x1 projection when the shortcut must change shape (option B of the ResNet paper)
+        self.downsample = (nn.Sequential(conv1x1(cin, cout, stride), make_norm(norm, cout))
+                           if stride != 1 or cin != cout else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return F.relu(y + shortcut)
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3 (strided), 1x1 expand x4, plus the identity (ResNet-50/101):
+    (N, cin, H, W) -> (N, 4 * width, H/s, W/s)."""
+
+    expansion = 4
+
+    def __init__(self, cin: int, width: int, stride: int, norm: str):
+        super().__init__()
+        cout = width * self.expansion
+        self.conv1, self.bn1 = conv1x1(cin, width), make_norm(norm, width)
+        self.conv2, self.bn2 = conv3x3(width, width, stride), make_norm(norm, width)
+        self.conv3, self.bn3 = conv1x1(width, cout), make_norm(norm, cout)
+        self.downsample = (nn.Sequential(conv1x1(cin, cout, stride), make_norm(norm, cout))
+                           if stride != 1 or cin != cout else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = F.relu(self.bn2(self.conv2(y)))
+        y = self.bn3(self.conv3(y))
+        return F.relu(y + shortcut)
+
+
+class ResStage(nn.Sequential):
+    """One ResNet stage: `num_blocks` blocks, the first one strided. Plain attributes `in_channels`
+    and `out_channels`. Keys "0.conv1.weight", ... as in torchvision's layerK."""
+
+    def __init__(self, block: type, cin: int, width: int, num_blocks: int, stride: int, norm: str):
+        cout = width * block.expansion
+        blocks = [block(cin, width, stride, norm)] + [block(cout, width, 1, norm) for _ in range(num_blocks - 1)]
+        super().__init__(*blocks)
+        self.in_channels, self.out_channels = cin, cout
+
+
+def check_config(cfg: BackboneConfig) -> None:
+    """ValueError naming the BackboneConfig field that is out of range."""
+    if cfg.depth not in DEPTHS:
+        raise ValueError(f"BackboneConfig.depth must be one of {sorted(DEPTHS)}, got {cfg.depth!r}")
+    if cfg.variant not in VARIANTS:
+        raise ValueError(f"BackboneConfig.variant must be one of {VARIANTS}, got {cfg.variant!r}")
+    if cfg.norm not in NORMS:
+        raise ValueError(f"BackboneConfig.norm must be one of {NORMS}, got {cfg.norm!r}")
+    if not (isinstance(cfg.stem_channels, int) and cfg.stem_channels > 0):
+        raise ValueError(f"BackboneConfig.stem_channels must be a positive int, got {cfg.stem_channels!r}")
+    if cfg.trainable_layers not in range(6):
+        raise ValueError(f"BackboneConfig.trainable_layers must be in 0..5, got {cfg.trainable_layers!r}")
+    if not (isinstance(cfg.fpn_channels, int) and cfg.fpn_channels > 0):
+        raise ValueError(f"BackboneConfig.fpn_channels must be a positive int, got {cfg.fpn_channels!r}")
+
+
+class ResNet(nn.Module):
+    """The ResNet body without its classifier: forward(x (N, 3, H, W)) -> OrderedDict "c2".."c5"
+    (or "c2".."c4" with `num_stages=3`, the C4 backbone, whose stage 5 becomes the RoI head).
+
+    Plain attributes: `channels` {"c2": ..} and `strides` {"c2": 4, ..} of the returned maps.
+    """
+
+    def __init__(self, depth: int = 50, norm: str = "frozen_bn", stem_channels: int = 64, num_stages: int = 4):
+        super().__init__()
+        if depth not in DEPTHS:
+            raise ValueError(f"depth must be one of {sorted(DEPTHS)}, got {depth!r}")
+        kind, blocks_per_stage = DEPTHS[depth]
+        block = BasicBlock if kind == "basic" else Bottleneck
+        w = stem_channels
+        # stem (conv1 / "res1"): 7x7 stride 2 then 3x3 max-pool stride 2 -> stride 4
+        self.conv1 = nn.Conv2d(3, w, 7, stride=2, padding=3, bias=False)
+        self.bn1 = make_norm(norm, w)
+        self.channels, self.strides = {}, {}
+        cin = w
+        for k in range(num_stages):  # layer1..layer4 = res2..res5; all but res2 halve the resolution
+            stage = ResStage(block, cin, w * 2**k, blocks_per_stage[k], 1 if k == 0 else 2, norm)
+            self.add_module(f"layer{k + 1}", stage)
+            cin = stage.out_channels
+            self.channels[f"c{k + 2}"], self.strides[f"c{k + 2}"] = cin, 2 ** (k + 2)
+        self.num_stages = num_stages
+        init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+        x = F.relu(self.bn1(self.conv1(x)))  # (N, w, H/2, W/2)
+        x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)  # (N, w, H/4, W/4)
+        out = OrderedDict()
+        for k in range(self.num_stages):
+            x = getattr(self, f"layer{k + 1}")(x)  # (N, channels[ck], H/2^k, W/2^k) for ck = c{k+2}
+            out[f"c{k + 2}"] = x
+        return out
+
+
+def init_weights(module: nn.Module) -> None:
+    """He (fan-out) init for convs, unit scale / zero shift for norms, as torchvision's ResNet."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def freeze_early_layers(body: ResNet, trainable_layers: int) -> None:
+    """Turn off gradients of all but the last `trainable_layers` of (stem, layer1..layer4).
+
+    The torchvision / Detectron rule: with pretrained weights the stem and first stages hold generic
+    edge-like filters that fine-tuning on a small detection batch would only disturb. 3 -> layer2..4
+    train; 5 -> everything trains. (With norm="bn", frozen stages' running statistics still update in
+    train mode; use "frozen_bn" for pretrained weights.)
+    """
+    trainable = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_layers]
+    if trainable_layers == 5:
+        trainable.append("bn1")
+    for name, p in body.named_parameters():
+        if not any(name.startswith(t + ".") for t in trainable):
+            p.requires_grad_(False)
+
+
+class FPNBackbone(nn.Module):
+    """ResNet stages 2-5 + FPN: forward(x (N, 3, H, W)) -> OrderedDict "p2".."p6", each
+    (N, out_channels, ceil(H / s), ceil(W / s)) for strides s = 4, 8, 16, 32, 64."""
+
+    def __init__(self, cfg: BackboneConfig):
+        super().__init__()
+        self.body = ResNet(cfg.depth, cfg.norm, cfg.stem_channels, num_stages=4)
+        freeze_early_layers(self.body, cfg.trainable_layers)
+        self.fpn = FPN([self.body.channels[f"c{k}"] for k in (2, 3, 4, 5)], cfg.fpn_channels)
+        self.out_channels = cfg.fpn_channels
+        self.strides = {"p2": 4, "p3": 8, "p4": 16, "p5": 32, "p6": 64}
+
+    def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+        return self.fpn(self.body(x))
+
+
+class C4Backbone(nn.Module):
+    """ResNet stages 1-4: forward(x (N, 3, H, W)) -> OrderedDict "c4": (N, out_channels, H/16, W/16)."""
+
+    def __init__(self, cfg: BackboneConfig):
+        super().__init__()
+        self.body = ResNet(cfg.depth, cfg.norm, cfg.stem_channels, num_stages=3)
+        freeze_early_layers(self.body, cfg.trainable_layers)
+        self.out_channels = self.body.channels["c4"]
+        self.strides = {"c4": 16}
+
+    def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+        return OrderedDict(c4=self.body(x)["c4"])
+
+
+def build_res5_head(cfg: BackboneConfig) -> ResStage:
+    """The res5 stage run on each RoI in the C4 model (Sec. 3, Fig. 4 left).
+
+    Input (R, C4, h, w) RoI features with C4 = stage-4 channels (1024 for R50); output
+    (R, C5, ceil(h/2), ceil(w/2)), C5 = stage-5 channels (2048 for R50); the box head average-pools it.
+    Frozen only when trainable_layers == 0. Keys as torchvision's layer4 without the "layer4." prefix.
+    """
+    check_config(cfg)
+    kind, blocks_per_stage = DEPTHS[cfg.depth]
+    block = BasicBlock if kind == "basic" else Bottleneck
+    w = cfg.stem_channels
+    head = ResStage(block, w * 4 * block.expansion, w * 8, blocks_per_stage[3], 2, cfg.norm)
+    init_weights(head)
+    head.requires_grad_(cfg.trainable_layers >= 1)
+    return head
+
+
+def build_backbone(cfg: BackboneConfig) -> nn.Module:
+    """The feature extractor named by `cfg.variant`: an FPN (P2-P6) or a C4 (stage 4) backbone.
+
+    Returns a module with forward(x (N, 3, H, W) float, normalized) -> OrderedDict of feature maps,
+    and plain attributes `out_channels: int` (the same for every map) and `strides: dict[str, int]`.
+    """
+    check_config(cfg)
+    return C4Backbone(cfg) if cfg.variant == "c4" else FPNBackbone(cfg)
