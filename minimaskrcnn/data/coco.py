@@ -1,0 +1,264 @@
+"""A COCO-format instance segmentation dataset (the paper's Sec. 4 data: COCO train2017 / val2017).
+
+Reads any COCO-format export (COCO itself, CVAT, Labelme, Roboflow) through pycocotools:
+images are decoded with Pillow and converted to RGB; polygons and RLE (crowd included) become masks;
+COCO category ids (sparse: 1..90 for 80 classes) map to contiguous labels 1..K-1, label 0 is background.
+
+Training targets leave out crowd regions (iscrowd=1) and degenerate boxes (w or h < 1 pixel, warned
+once at construction); both stay in `ds.coco`, the ground truth the evaluation compares against, as in
+the official COCO protocol. The annotation JSON is validated when the dataset is built, so a bad file
+fails at once with a message naming the field, not later inside a DataLoader worker.
+
+Glossary: N instances in one image, H, W image height and width, K classes including background.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+
+from .. import paths
+
+REQUIRED = {
+    "file": ("images", "annotations", "categories"),
+    "images": ("id", "file_name", "height", "width"),
+    "annotations": ("id", "image_id", "category_id", "bbox", "segmentation"),
+    "categories": ("id", "name"),
+}
+
+
+def coco_from_dict(data: dict) -> COCO:
+    """A pycocotools COCO over an in-memory dataset dict, without pycocotools' progress prints."""
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def load_coco_json(ann_file: str | os.PathLike) -> dict:
+    """Read and validate a COCO instances JSON; returns the dict with `iscrowd` and `area` filled in
+    where an export left them out (pycocotools' evaluation reads both). Raises ValueError naming the
+    file and the offending field or annotation id."""
+    ann_file = Path(ann_file)
+    if not ann_file.is_file():
+        raise FileNotFoundError(f"annotation file {ann_file} does not exist")
+    try:
+        data = json.loads(ann_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{ann_file} is not valid JSON: {e}") from e
+    validate_coco_dict(data, str(ann_file))
+    return data
+
+
+def validate_coco_dict(data, source: str) -> None:
+    """Cheap structural checks of a COCO instances dict; `source` names the file in error messages."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: expected a JSON object with keys {REQUIRED['file']}, "
+                         f"got {type(data).__name__}")
+    missing = [k for k in REQUIRED["file"] if k not in data]
+    if missing:
+        raise ValueError(f"{source} is not a COCO instances file: missing top-level key(s) {missing}")
+    for section in ("images", "annotations", "categories"):
+        if not isinstance(data[section], list):
+            raise ValueError(f"{source}: '{section}' must be a list, got {type(data[section]).__name__}")
+        for i, item in enumerate(data[section]):
+            lacking = [k for k in REQUIRED[section] if not isinstance(item, dict) or k not in item]
+            if lacking:
+                raise ValueError(f"{source}: {section}[{i}] is missing key(s) {lacking}")
+    images = {img["id"]: img for img in data["images"]}
+    if len(images) != len(data["images"]):
+        raise ValueError(f"{source}: duplicate image ids in 'images'")
+    cat_ids = {c["id"] for c in data["categories"]}
+    if len(cat_ids) != len(data["categories"]):
+        raise ValueError(f"{source}: duplicate category ids in 'categories'")
+    ann_ids = set()
+    for ann in data["annotations"]:
+        aid = ann["id"]
+        if aid in ann_ids:
+            raise ValueError(f"{source}: duplicate annotation id {aid}")
+        ann_ids.add(aid)
+        if ann["image_id"] not in images:
+            raise ValueError(f"{source}: annotation {aid} refers to unknown image_id {ann['image_id']}")
+        if ann["category_id"] not in cat_ids:
+            raise ValueError(f"{source}: annotation {aid} has unknown category_id {ann['category_id']} "
+                             f"(categories: {sorted(cat_ids)})")
+        bbox = ann["bbox"]
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
+            raise ValueError(f"{source}: annotation {aid} has bbox {bbox!r}, expected [x, y, w, h]")
+        img = images[ann["image_id"]]
+        _check_segmentation(ann["segmentation"], aid, (img["height"], img["width"]), source)
+        ann.setdefault("iscrowd", 0)
+        if "area" not in ann:  # the mask's pixel count, as in the official files
+            ann["area"] = float(mask_utils.area(_to_rle(ann["segmentation"], img["height"], img["width"])))
+
+
+def _check_segmentation(segm, aid, size_hw, source: str) -> None:
+    """A list of polygons [[x1, y1, x2, y2, ...], ...] of >= 3 points each, or an RLE dict of the image size."""
+    if isinstance(segm, list):
+        if not segm:
+            raise ValueError(f"{source}: annotation {aid} has an empty segmentation list")
+        for poly in segm:
+            if not isinstance(poly, list) or len(poly) % 2 or len(poly) < 6:
+                n = len(poly) / 2 if isinstance(poly, list) else "?"
+                raise ValueError(f"{source}: annotation {aid} has a polygon with {n} points; "
+                                 f"a polygon needs at least 3 (x, y) points")
+    elif isinstance(segm, dict):
+        if "counts" not in segm or "size" not in segm:
+            raise ValueError(f"{source}: annotation {aid}: RLE segmentation needs 'counts' and 'size'")
+        if list(segm["size"]) != list(size_hw):
+            raise ValueError(f"{source}: annotation {aid}: RLE size {segm['size']} differs from its image's "
+                             f"(height, width) {list(size_hw)}")
+    else:
+        raise ValueError(f"{source}: annotation {aid}: segmentation must be polygons or RLE, "
+                         f"got {type(segm).__name__}")
+
+
+def _to_rle(segm, h: int, w: int) -> dict:
+    """Polygons, uncompressed RLE or compressed RLE -> one compressed RLE (as pycocotools' annToRLE)."""
+    if isinstance(segm, list):
+        return mask_utils.merge(mask_utils.frPyObjects(segm, h, w))
+    if isinstance(segm["counts"], list):
+        return mask_utils.frPyObjects(segm, h, w)
+    return segm
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file with Pillow into (H, W, 3) uint8 RGB, whatever its mode (L, P, RGBA, CMYK,
+    16-bit). EXIF orientation is NOT applied: COCO annotations are in the stored pixel frame."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file {path} not found")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # high bit depth: rescale to 8 bits
+                a = np.asarray(im, dtype=np.float32)
+                a = a / 257.0 if im.mode.startswith("I;16") else a * (255.0 / max(float(a.max()), 1e-6))
+                im = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+            return np.asarray(im.convert("RGB"))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ValueError(f"cannot decode image file {path}: {e}") from e
+
+
+def to_tensor_image(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1]. Converted in numpy: torch's multi-threaded
+    elementwise kernels cost more than they save on one small image inside a busy DataLoader."""
+    chw = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)  # (H, W, 3) -> (3, H, W)
+    return torch.from_numpy(chw / np.float32(255.0))
+
+
+class CocoDataset:
+    """COCO-format instances: ds[i] -> (image (3, H, W) float32 in [0, 1], target dict).
+
+    target: "boxes" (N, 4) float32 (x1, y1, x2, y2) image pixels; "labels" (N,) int64 in 1..K-1;
+    "masks" (N, H, W) uint8 {0, 1}; "image_id" int, the COCO image id. N may be 0 (a negative image).
+
+    root: COCO root (None: `paths.coco_root()`); files default to root/annotations/instances_{split}.json
+    and root/{split}/. skip_empty drops images with no training instance (only crowd or no annotations).
+    transforms: callable (image, target) -> (image, target), e.g. `transforms.Compose([...])`.
+    """
+
+    def __init__(self, root=None, split: str = "train2017", skip_empty: bool = False, transforms=None,
+                 ann_file=None, image_dir=None):
+        root = paths.coco_root(root)
+        self.ann_file = Path(ann_file) if ann_file is not None else paths.ann_file(root, split)
+        self.image_dir = Path(image_dir) if image_dir is not None else root / split
+        self.split = split
+        self.transforms = transforms
+        self.coco = coco_from_dict(load_coco_json(self.ann_file))
+
+        cat_ids = sorted(self.coco.cats)
+        self.label_to_cat_id = {label: cat for label, cat in enumerate(cat_ids, start=1)}
+        self.cat_id_to_label = {cat: label for label, cat in self.label_to_cat_id.items()}
+        self.class_names = ["background"] + [self.coco.cats[c]["name"] for c in cat_ids]
+        self.num_classes = len(self.class_names)
+
+        # Training instances per image: (annotation id, xyxy box, label); crowd and degenerate left out.
+        self._instances = {img_id: [] for img_id in self.coco.imgs}
+        for ann in self.coco.dataset["annotations"]:
+            if ann["iscrowd"]:
+                continue
+            img = self.coco.imgs[ann["image_id"]]
+            x, y, w, h = ann["bbox"]
+            x1, y1 = max(x, 0.0), max(y, 0.0)  # clip to the image, then judge the size
+            x2, y2 = min(x + w, img["width"]), min(y + h, img["height"])
+            if x2 - x1 < 1 or y2 - y1 < 1:
+                warnings.warn(f"{self.ann_file}: annotation {ann['id']} has a degenerate bbox {ann['bbox']} "
+                              f"(w or h < 1 pixel inside the image); left out of the training targets")
+                continue
+            label = self.cat_id_to_label[ann["category_id"]]
+            self._instances[ann["image_id"]].append((ann["id"], (x1, y1, x2, y2), label))
+
+        self.image_ids = [img["id"] for img in self.coco.dataset["images"]
+                          if not skip_empty or self._instances[img["id"]]]
+        if not self.image_ids:
+            why = " with at least one non-crowd instance (skip_empty=True)" if skip_empty else ""
+            raise ValueError(f"empty dataset: {self.ann_file} lists no images{why}")
+        self._check_image_files()
+
+    def _check_image_files(self) -> None:
+        """Fail at construction, naming the paths, when listed image files are missing."""
+        if not self.image_dir.is_dir():
+            raise FileNotFoundError(f"image folder {self.image_dir} (for {self.ann_file}) does not exist")
+        present = set(os.listdir(self.image_dir))  # one listing instead of one stat per image
+        missing = [self.image_path(i) for i in range(len(self))
+                   if not self._file_name(i) in present and not self.image_path(i).is_file()]
+        if missing:
+            shown = ", ".join(str(p) for p in missing[:3])
+            raise FileNotFoundError(f"{len(missing)} image file(s) listed in {self.ann_file} are missing: "
+                                    f"{shown}{' ...' if len(missing) > 3 else ''}")
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def _file_name(self, index: int) -> str:
+        return self.coco.imgs[self.image_ids[index]]["file_name"]
+
+    def image_path(self, index: int) -> Path:
+        return self.image_dir / self._file_name(index)
+
+    def load_image(self, index: int) -> np.ndarray:
+        """(H, W, 3) uint8 RGB; the decoded size must agree with the JSON's height and width."""
+        info = self.coco.imgs[self.image_ids[index]]
+        image = read_rgb(self.image_path(index))
+        if image.shape[:2] != (info["height"], info["width"]):
+            raise ValueError(f"image file {self.image_path(index)} is {image.shape[1]}x{image.shape[0]} "
+                             f"(w x h) but {self.ann_file} says {info['width']}x{info['height']}")
+        return image
+
+    def load_target(self, index: int) -> dict:
+        """Target dict of image `index`, at the image's original size (see the class docstring)."""
+        img_id = self.image_ids[index]
+        info = self.coco.imgs[img_id]
+        h, w = info["height"], info["width"]
+        instances = self._instances[img_id]
+        masks = np.zeros((len(instances), h, w), dtype=np.uint8)
+        for k, (ann_id, _, _) in enumerate(instances):
+            masks[k] = self.coco.annToMask(self.coco.anns[ann_id])
+        return {
+            "boxes": torch.tensor([box for _, box, _ in instances], dtype=torch.float32).reshape(-1, 4),
+            "labels": torch.tensor([label for _, _, label in instances], dtype=torch.int64),
+            "masks": torch.from_numpy(masks),
+            "image_id": int(img_id),
+        }
+
+    def __getitem__(self, index: int):
+        image = to_tensor_image(self.load_image(index))
+        target = self.load_target(index)
+        if self.transforms is not None:
+            image, target = self.transforms(image, target)
+        return image, target
+
+    def __repr__(self) -> str:
+        return (f"CocoDataset({self.ann_file}, {len(self)} images, {self.num_classes - 1} classes, "
+                f"images in {self.image_dir})")
