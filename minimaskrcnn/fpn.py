@@ -16,7 +16,8 @@ lateral_convs.i <-> inner_blocks.i.0, output_convs.i <-> layer_blocks.i.0 (`conv
 
 Shape glossary:
   N: images; Hk, Wk: size of level k, ceil(H / 2**k) for input height H
-  Ck: (N, in_channels[k-2], Hk, Wk); Pk: (N, out_channels, Hk, Wk); P6: (N, out_channels, ceil(H5/2), ceil(W5/2))
+  Ck: (N, in_channels[k-2], Hk, Wk); Pk: (N, out_channels, Hk, Wk) for k = 2..5
+  P6: (N, out_channels, ceil(H5 / 2), ceil(W5 / 2))
 """
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ class FPN(nn.Module):
         if len(in_channels) != 4:
             raise ValueError(f"in_channels must list the channels of C2..C5 (4 ints), got {in_channels!r}")
         self.lateral_convs = nn.ModuleList(nn.Conv2d(c, out_channels, 1) for c in in_channels)
-        self.output_convs = nn.ModuleList(nn.Conv2d(out_channels, out_channels, 3, padding=1) for _ in in_channels)
+        self.output_convs = nn.ModuleList(nn.Conv2d(out_channels, out_channels, 3, padding=1)
+                                          for _ in in_channels)
         for conv in [*self.lateral_convs, *self.output_convs]:
             # the FPN paper's / torchvision's init: He-uniform with a=1 (i.e. for a linear layer), zero bias
             nn.init.kaiming_uniform_(conv.weight, a=1)

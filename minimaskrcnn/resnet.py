@@ -4,8 +4,10 @@ The paper evaluates two ways of taking features out of a ResNet:
 
 - **C4**: the output of stage 4 (stride 16) feeds the RPN and RoI pooling; stage 5 ("res5") then
   runs on every RoI as the box/mask head (`build_res5_head`).
-- **FPN**: stages 2-5 feed a feature pyramid (`fpn.py`), built by `build_backbone` when
-  `cfg.variant == "fpn"`.
+- **FPN**: stages 2-5 feed a feature pyramid (`fpn.py`) whose levels P2-P6 feed the RPN and the
+  RoI heads (`FPNBackbone`).
+
+`build_backbone(cfg)` returns the one named by `cfg.variant`.
 
 Module and parameter names follow torchvision's `resnet*` (conv1, bn1, layer1..layer4, and inside a
 block conv1/bn1/conv2/bn2[/conv3/bn3]/downsample.0/downsample.1), so ImageNet weights load key by
@@ -137,8 +139,8 @@ class ResStage(nn.Sequential):
 
     def __init__(self, block: type, cin: int, width: int, num_blocks: int, stride: int, norm: str):
         cout = width * block.expansion
-        blocks = [block(cin, width, stride, norm)] + [block(cout, width, 1, norm) for _ in range(num_blocks - 1)]
-        super().__init__(*blocks)
+        rest = [block(cout, width, 1, norm) for _ in range(num_blocks - 1)]
+        super().__init__(block(cin, width, stride, norm), *rest)
         self.in_channels, self.out_channels = cin, cout
 
 
@@ -165,7 +167,8 @@ class ResNet(nn.Module):
     Plain attributes: `channels` {"c2": ..} and `strides` {"c2": 4, ..} of the returned maps.
     """
 
-    def __init__(self, depth: int = 50, norm: str = "frozen_bn", stem_channels: int = 64, num_stages: int = 4):
+    def __init__(self, depth: int = 50, norm: str = "frozen_bn", stem_channels: int = 64,
+                 num_stages: int = 4):
         super().__init__()
         if depth not in DEPTHS:
             raise ValueError(f"depth must be one of {sorted(DEPTHS)}, got {depth!r}")

@@ -1,0 +1,113 @@
+"""Loading torchvision weights into minimaskrcnn: state_dict key conversion.
+
+Our modules are named so that converting is a renaming of keys, never a reshaping of tensors, and every
+rule below can be read as a line of a table. A converted state_dict is loaded with `load_state_dict_strict`,
+which fails loudly (listing missing, unexpected and mis-shaped keys) instead of silently skipping weights.
+
+Backbone (ResNet, `resnet.py`; FPN, `fpn.py`):
+
+  torchvision resnet50() (ImageNet)          ours: ResNet (backbone.body)
+    conv1.*, bn1.*, layerK.*                   same names (layer1..layer4 = res2..res5)
+    fc.*                                       dropped (the ImageNet classifier)
+  for the C4 model, layer4.* is the RoI head:  res5 head (build_res5_head) "layer4.X" -> "X"
+
+  torchvision maskrcnn_resnet50_fpn          ours: FPNBackbone (model.backbone)
+    backbone.body.*                            body.*
+    backbone.fpn.inner_blocks.i.0.{w,b}        fpn.lateral_convs.i.{w,b}   (1x1, C(i+2) -> 256), i = 0..3
+    backbone.fpn.layer_blocks.i.0.{w,b}        fpn.output_convs.i.{w,b}    (3x3, 256 -> 256)
+  (torchvision < 0.13 wrote inner_blocks.i.{w,b} without the ".0"; both are accepted.)
+
+BatchNorm keys (weight, bias, running_mean, running_var) are the same for BatchNorm2d and our
+FrozenBatchNorm2d. "num_batches_tracked" (present when torchvision built plain BatchNorm2d) is kept:
+a "bn" model loads it and FrozenBatchNorm2d ignores it.
+
+The Mask R-CNN heads (RPN, box and mask heads) are converted in the second part of this file.
+"""
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+
+# ------------------------------------------------------------------------------------------------
+# Loading with a clear report
+# ------------------------------------------------------------------------------------------------
+
+
+def load_state_dict_strict(module: nn.Module, state_dict: dict, source: str = "state_dict") -> None:
+    """Load `state_dict` into `module` with strict=True, after checking keys and shapes ourselves.
+
+    Raises ValueError naming `source` and listing missing keys, unexpected keys and shape mismatches.
+    The only tolerated gap: BatchNorm's step counter "num_batches_tracked" (no weights) keeps the
+    module's own value when a checkpoint of frozen BN has none.
+    """
+    own = module.state_dict()
+    state_dict = dict(state_dict)
+    for k in own:
+        if k.endswith("num_batches_tracked") and k not in state_dict:
+            state_dict[k] = own[k]
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own and not k.endswith("num_batches_tracked")]
+    mismatched = [f"{k}: got {tuple(state_dict[k].shape)}, expected {tuple(own[k].shape)}"
+                  for k in own if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or mismatched:
+        lines = [f"{source} does not fit {type(module).__name__}:"]
+        for what, keys in [("missing keys", missing), ("unexpected keys", unexpected),
+                           ("shape mismatches", mismatched)]:
+            if keys:
+                shown = keys[:10] + ([f"... and {len(keys) - 10} more"] if len(keys) > 10 else [])
+                lines.append(f"  {len(keys)} {what}: " + ", ".join(shown))
+        raise ValueError("\n".join(lines))
+    module.load_state_dict(state_dict, strict=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# Backbone: torchvision ResNet and ResNet-FPN -> resnet.py / fpn.py
+# ------------------------------------------------------------------------------------------------
+
+_FPN_RULES = [  # (torchvision key pattern, our key), applied after removing the "backbone." prefix
+    (re.compile(r"^fpn\.inner_blocks\.(\d+)\.(?:0\.)?(weight|bias)$"), r"fpn.lateral_convs.\1.\2"),
+    (re.compile(r"^fpn\.layer_blocks\.(\d+)\.(?:0\.)?(weight|bias)$"), r"fpn.output_convs.\1.\2"),
+]
+
+
+def convert_torchvision_resnet(state_dict: dict) -> dict[str, torch.Tensor]:
+    """torchvision `resnet*()` state_dict (ImageNet) -> state_dict of our `ResNet` body.
+
+    The names already agree; the classifier "fc.*" is dropped. Load into `backbone.body` of an FPN
+    backbone. For the C4 model use `convert_torchvision_resnet_c4`. Tensors are shared, not copied.
+    """
+    return {k: v for k, v in state_dict.items() if not k.startswith("fc.")}
+
+
+def convert_torchvision_resnet_c4(state_dict: dict) -> tuple[dict, dict]:
+    """torchvision `resnet*()` state_dict -> (C4 backbone state_dict, res5 head state_dict).
+
+    The stem and layer1..layer3 (res2..res4) go to `C4Backbone` ("body." prefix); layer4 (res5)
+    becomes the RoI head (`build_res5_head`), keys without the "layer4." prefix.
+    """
+    body = convert_torchvision_resnet(state_dict)
+    backbone = {"body." + k: v for k, v in body.items() if not k.startswith("layer4.")}
+    res5 = {k[len("layer4."):]: v for k, v in body.items() if k.startswith("layer4.")}
+    return backbone, res5
+
+
+def convert_torchvision_fpn_backbone(state_dict: dict, prefix: str = "backbone.") -> dict[str, torch.Tensor]:
+    """torchvision `maskrcnn_resnet50_fpn` (or `resnet_fpn_backbone`) state_dict -> our FPNBackbone's.
+
+    Keys outside `prefix` are ignored (they are the heads'); pass prefix="" for a bare
+    `BackboneWithFPN` state_dict. Keys that match no rule are kept as they are, so that
+    `load_state_dict_strict` reports them.
+    """
+    out = {}
+    for key, value in state_dict.items():
+        if not key.startswith(prefix):
+            continue
+        key = key[len(prefix):]
+        for pattern, ours in _FPN_RULES:
+            key = pattern.sub(ours, key)
+        out[key] = value
+    return out
+
+# (end of the backbone section)
