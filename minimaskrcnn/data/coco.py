@@ -144,7 +144,7 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
             if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # high bit depth: rescale to 8 bits
                 a = np.asarray(im, dtype=np.float32)
                 a = a / 257.0 if im.mode.startswith("I;16") else a * (255.0 / max(float(a.max()), 1e-6))
-                im = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+                im = Image.fromarray(np.round(np.clip(a, 0, 255)).astype(np.uint8))
             return np.asarray(im.convert("RGB"))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ValueError(f"cannot decode image file {path}: {e}") from e
@@ -243,8 +243,10 @@ class CocoDataset:
         h, w = info["height"], info["width"]
         instances = self._instances[img_id]
         masks = np.zeros((len(instances), h, w), dtype=np.uint8)
-        for k, (ann_id, _, _) in enumerate(instances):
-            masks[k] = self.coco.annToMask(self.coco.anns[ann_id])
+        with warnings.catch_warnings():  # pycocotools' decode trips a numpy-2 DeprecationWarning per call
+            warnings.simplefilter("ignore", DeprecationWarning)
+            for k, (ann_id, _, _) in enumerate(instances):
+                masks[k] = self.coco.annToMask(self.coco.anns[ann_id])
         return {
             "boxes": torch.tensor([box for _, box, _ in instances], dtype=torch.float32).reshape(-1, 4),
             "labels": torch.tensor([label for _, _, label in instances], dtype=torch.int64),

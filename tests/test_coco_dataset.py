@@ -1,0 +1,272 @@
+"""CocoDataset against pycocotools and Pillow used directly, on the real tiny COCO and on small COCO folders
+built here; every bad input gets a clear error naming the file or field, and leaves the files as they were."""
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+
+from minimaskrcnn import paths
+from minimaskrcnn.data import CocoDataset
+
+# pycocotools' decode trips a numpy-2 DeprecationWarning on every call
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+
+# ---------------------------------------------------------------- the real tiny COCO (val2017, 50 images)
+
+@pytest.fixture(scope="module")
+def val(coco_root):
+    return CocoDataset(coco_root, split="val2017")
+
+
+@pytest.fixture(scope="module")
+def raw(coco_root):
+    return json.loads(paths.ann_file(coco_root, "val2017").read_text())
+
+
+def test_labels_are_contiguous_and_map_back(val, raw):
+    cats = sorted(raw["categories"], key=lambda c: c["id"])
+    assert val.num_classes == len(cats) + 1 == 81
+    assert val.class_names[0] == "background"
+    for label in range(1, val.num_classes):
+        assert val.label_to_cat_id[label] == cats[label - 1]["id"]
+        assert val.class_names[label] == cats[label - 1]["name"]
+        assert val.cat_id_to_label[val.label_to_cat_id[label]] == label
+    assert val.label_to_cat_id[80] == 90  # COCO's ids are sparse: 80 classes numbered up to 90
+
+
+def test_targets_match_pycocotools(val, raw, coco_root):
+    """Every image's target against a plain loop over the JSON and pycocotools' own annToMask."""
+    ref = COCO(str(paths.ann_file(coco_root, "val2017")))
+    assert len(val) == len(raw["images"]) == 50  # images without annotations are kept as negatives
+    cat_names = {c["id"]: c["name"] for c in raw["categories"]}
+    n_crowd_seen = 0
+    for i, img in enumerate(raw["images"]):
+        target = val.load_target(i)
+        assert target["image_id"] == img["id"] == val.image_ids[i]
+        anns = [a for a in raw["annotations"] if a["image_id"] == img["id"]]
+        n_crowd_seen += sum(a["iscrowd"] for a in anns)
+        anns = [a for a in anns if not a["iscrowd"]]  # crowd regions are not training targets
+        assert target["boxes"].dtype == torch.float32 and target["labels"].dtype == torch.int64
+        assert target["masks"].dtype == torch.uint8
+        assert target["masks"].shape == (len(anns), img["height"], img["width"])
+        for k, a in enumerate(anns):
+            x, y, w, h = a["bbox"]
+            np.testing.assert_allclose(target["boxes"][k].numpy(), [x, y, x + w, y + h], rtol=0, atol=1e-3)
+            assert val.class_names[int(target["labels"][k])] == cat_names[a["category_id"]]
+            assert np.array_equal(target["masks"][k].numpy(), ref.annToMask(a))
+    assert n_crowd_seen == 5  # the crowd annotations exist ...
+    crowd = [a for a in raw["annotations"] if a["iscrowd"]]
+    assert all(a["id"] in val.coco.anns for a in crowd)  # ... and stay in the evaluation ground truth
+
+
+def test_image_matches_pillow(val, coco_root):
+    image, target = val[0]
+    info = val.coco.imgs[val.image_ids[0]]
+    ref = np.asarray(Image.open(coco_root / "val2017" / info["file_name"]).convert("RGB"), dtype=np.float32) / 255
+    assert image.shape == (3, info["height"], info["width"]) and image.dtype == torch.float32
+    np.testing.assert_allclose(image.permute(1, 2, 0).numpy(), ref, atol=1e-6)
+
+
+def test_skip_empty_drops_images_without_instances(coco_root, raw):
+    ds = CocoDataset(coco_root, split="val2017", skip_empty=True)
+    with_instances = {a["image_id"] for a in raw["annotations"] if not a["iscrowd"]}
+    assert set(ds.image_ids) == with_instances and len(ds) < len(raw["images"])
+
+
+def test_coco_root_precedence(monkeypatch, tmp_path):
+    monkeypatch.delenv(paths.COCO_ENV, raising=False)
+    assert paths.coco_root() == paths.REPO_ROOT / "data" / "coco"
+    monkeypatch.setenv(paths.COCO_ENV, str(tmp_path / "env"))
+    assert paths.coco_root() == tmp_path / "env"
+    assert paths.coco_root(tmp_path / "flag") == tmp_path / "flag"
+    assert paths.coco_root_problems(tmp_path / "nowhere") == [f"COCO root {tmp_path / 'nowhere'} does not exist"]
+    (tmp_path / "c" / "val2017").mkdir(parents=True)
+    problems = paths.coco_root_problems(tmp_path / "c", splits=("val2017",))
+    assert problems == [f"missing annotation file {tmp_path / 'c' / 'annotations' / 'instances_val2017.json'}"]
+
+
+# ---------------------------------------------------------------- small COCO folders built by the tests
+
+def square(x, y, s):
+    return [x, y, x + s, y, x + s, y + s, x, y + s]
+
+
+def write_coco(root, images=None, annotations=None, categories=None, split="val", drop=()):
+    """A COCO folder: images as {file_name: (h, w)} or {file_name: PIL image}; returns the JSON path."""
+    images = images if images is not None else {"a.jpg": (40, 60), "b.png": (30, 30)}
+    categories = categories if categories is not None else [{"id": 3, "name": "cat"}, {"id": 7, "name": "dog"}]
+    (root / split).mkdir(parents=True, exist_ok=True)
+    (root / "annotations").mkdir(exist_ok=True)
+    entries = []
+    for i, (name, im) in enumerate(images.items(), start=1):
+        if not isinstance(im, Image.Image):
+            im = Image.fromarray(np.full((*im, 3), 40 * i, dtype=np.uint8))
+        im.save(root / split / name)
+        entries.append({"id": i, "file_name": name, "height": im.height, "width": im.width})
+    if annotations is None:
+        annotations = [
+            {"id": 11, "image_id": 1, "category_id": 7, "bbox": [10, 5, 20, 20], "segmentation": [square(10, 5, 20)],
+             "area": 400, "iscrowd": 0},
+            {"id": 12, "image_id": 1, "category_id": 3, "bbox": [30, 10, 10, 10], "area": 100, "iscrowd": 0,
+             "segmentation": mask_utils.encode(np.asfortranarray(_box_mask(40, 60, 30, 10, 10)))},
+            {"id": 13, "image_id": 1, "category_id": 3, "bbox": [0, 30, 60, 10], "area": 600, "iscrowd": 1,
+             "segmentation": {"size": [40, 60], "counts": [30, 10] * 60}}  # column-major: rows 30-39,
+        ]
+        annotations[1]["segmentation"]["counts"] = annotations[1]["segmentation"]["counts"].decode()
+    data = {"images": entries, "annotations": annotations, "categories": categories}
+    for key in drop:
+        del data[key]
+    ann_file = root / "annotations" / f"instances_{split}.json"
+    ann_file.write_text(json.dumps(data))
+    return ann_file
+
+
+def _box_mask(h, w, x, y, s):
+    m = np.zeros((h, w), dtype=np.uint8)
+    m[y:y + s, x:x + s] = 1
+    return m
+
+
+def test_polygon_rle_and_crowd(tmp_path):
+    write_coco(tmp_path)
+    ds = CocoDataset(tmp_path, split="val")
+    assert ds.class_names == ["background", "cat", "dog"] and ds.label_to_cat_id == {1: 3, 2: 7}
+    image, target = ds[0]
+    assert image.shape == (3, 40, 60)
+    assert target["labels"].tolist() == [2, 1]  # dog, cat; the crowd annotation 13 is not a target
+    assert target["boxes"].tolist() == [[10, 5, 30, 25], [30, 10, 40, 20]]
+    assert np.array_equal(target["masks"][1].numpy(), _box_mask(40, 60, 30, 10, 10))  # compressed RLE
+    # a polygon along pixel edges covers the pixels inside it (pycocotools rasterization)
+    assert np.array_equal(target["masks"][0].numpy(), _box_mask(40, 60, 10, 5, 20))
+    assert 13 in ds.coco.anns and ds.coco.anns[13]["iscrowd"] == 1
+    crowd_mask = ds.coco.annToMask(ds.coco.anns[13])  # uncompressed RLE, column-major
+    assert crowd_mask.sum() == 600 and crowd_mask[30:40].all()
+    _, negative = ds[1]  # image without annotations: a negative with empty targets
+    assert negative["boxes"].shape == (0, 4) and negative["masks"].shape == (0, 30, 30)
+
+
+def test_any_image_mode_becomes_rgb(tmp_path):
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 256, (8, 9), dtype=np.uint8)
+    rgba = rng.integers(0, 256, (8, 9, 4), dtype=np.uint8)
+    deep = rng.integers(0, 65536, (8, 9), dtype=np.uint16)
+    images = {"l.png": Image.fromarray(gray, "L"), "rgba.png": Image.fromarray(rgba, "RGBA"),
+              "p.png": Image.fromarray(rgba[..., :3]).convert("P"),
+              "i16.png": Image.fromarray(deep), "cmyk.jpg": Image.fromarray(rgba, "CMYK")}
+    write_coco(tmp_path, images=images, annotations=[])
+    ds = CocoDataset(tmp_path, split="val")
+    out = {ds.coco.imgs[i]["file_name"]: ds[k][0] for k, i in enumerate(ds.image_ids)}
+    for name, image in out.items():
+        assert image.shape == (3, 8, 9), name
+    to255 = {n: (im.permute(1, 2, 0).numpy() * 255).round() for n, im in out.items()}
+    assert np.array_equal(to255["l.png"], np.repeat(gray[..., None], 3, axis=2))
+    assert np.array_equal(to255["rgba.png"], rgba[..., :3])  # alpha dropped
+    palette = np.asarray(Image.open(tmp_path / "val" / "p.png").convert("RGB"))
+    assert np.array_equal(to255["p.png"], palette)
+    assert np.abs(to255["i16.png"][..., 0] - deep / 257.0).max() <= 0.5  # 16 bits rescaled, not clipped
+    assert to255["cmyk.jpg"].std() > 0
+
+
+def test_degenerate_box_is_dropped_with_a_warning(tmp_path):
+    anns = [{"id": 21, "image_id": 1, "category_id": 3, "bbox": [5, 5, 0.5, 10], "segmentation": [square(5, 5, 1)],
+             "area": 1, "iscrowd": 0},
+            {"id": 22, "image_id": 1, "category_id": 3, "bbox": [5, 5, 10, 10], "segmentation": [square(5, 5, 10)],
+             "area": 100, "iscrowd": 0}]
+    write_coco(tmp_path, annotations=anns)
+    with pytest.warns(UserWarning, match="annotation 21 "):
+        ds = CocoDataset(tmp_path, split="val")
+    assert ds.load_target(0)["boxes"].tolist() == [[5, 5, 15, 15]]
+    assert 21 in ds.coco.anns  # still part of the evaluation ground truth
+
+
+# ---------------------------------------------------------------- bad input
+
+def unchanged(ann_file, before):
+    return ann_file.read_bytes() == before
+
+
+@pytest.mark.parametrize("drop", ["annotations", "categories", "images"])
+def test_not_coco_json_names_missing_keys(tmp_path, drop):
+    ann_file = write_coco(tmp_path, drop=(drop,))
+    before = ann_file.read_bytes()
+    with pytest.raises(ValueError, match=rf"instances_val\.json.*missing top-level key\(s\) \['{drop}'\]"):
+        CocoDataset(tmp_path, split="val")
+    assert unchanged(ann_file, before)
+
+
+def test_not_json_and_missing_fields(tmp_path):
+    ann_file = write_coco(tmp_path)
+    ann_file.write_text("{not json")
+    with pytest.raises(ValueError, match="instances_val.json is not valid JSON"):
+        CocoDataset(tmp_path, split="val")
+    write_coco(tmp_path, annotations=[{"id": 5, "image_id": 1, "category_id": 3, "segmentation": [square(0, 0, 4)]}])
+    with pytest.raises(ValueError, match=r"annotations\[0\] is missing key\(s\) \['bbox'\]"):
+        CocoDataset(tmp_path, split="val")
+    with pytest.raises(FileNotFoundError, match="instances_train.json"):
+        CocoDataset(tmp_path, split="train")
+
+
+def test_unknown_category_names_annotation_and_category(tmp_path):
+    anns = [{"id": 31, "image_id": 1, "category_id": 99, "bbox": [0, 0, 4, 4], "segmentation": [square(0, 0, 4)]}]
+    ann_file = write_coco(tmp_path, annotations=anns)
+    before = ann_file.read_bytes()
+    with pytest.raises(ValueError, match="annotation 31 has unknown category_id 99"):
+        CocoDataset(tmp_path, split="val")
+    assert unchanged(ann_file, before)
+
+
+def test_polygon_with_two_points_names_annotation(tmp_path):
+    anns = [{"id": 41, "image_id": 1, "category_id": 3, "bbox": [0, 0, 4, 4], "segmentation": [[0, 0, 4, 4]]}]
+    write_coco(tmp_path, annotations=anns)
+    with pytest.raises(ValueError, match=r"annotation 41 has a polygon with 2\.0 points"):
+        CocoDataset(tmp_path, split="val")
+
+
+def test_missing_image_file_is_named(tmp_path):
+    write_coco(tmp_path)
+    (tmp_path / "val" / "b.png").unlink()
+    with pytest.raises(FileNotFoundError, match=r"1 image file\(s\).*val/b\.png"):
+        CocoDataset(tmp_path, split="val")
+    write_coco(tmp_path)
+    ds = CocoDataset(tmp_path, split="val")
+    (tmp_path / "val" / "a.jpg").unlink()  # vanishes after construction: named when read
+    with pytest.raises(FileNotFoundError, match=r"val/a\.jpg"):
+        ds[0]
+
+
+def test_corrupt_jpeg_is_named(tmp_path):
+    write_coco(tmp_path)
+    path = tmp_path / "val" / "a.jpg"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # truncated
+    ds = CocoDataset(tmp_path, split="val")
+    with pytest.raises(ValueError, match=r"cannot decode image file .*val/a\.jpg"):
+        ds[0]
+    path.write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    with pytest.raises(ValueError, match=r"cannot decode image file .*val/a\.jpg"):
+        ds[0]
+    _, target = ds[1]  # the other image is unaffected
+    assert target["image_id"] == 2
+
+
+def test_empty_dataset(tmp_path):
+    write_coco(tmp_path, images={}, annotations=[])
+    with pytest.raises(ValueError, match="empty dataset: .*instances_val.json lists no images"):
+        CocoDataset(tmp_path, split="val")
+    write_coco(tmp_path, annotations=[])
+    with pytest.raises(ValueError, match="empty dataset.*skip_empty=True"):
+        CocoDataset(tmp_path, split="val", skip_empty=True)
+
+
+def test_explicit_files_override_the_layout(tmp_path):
+    ann_file = write_coco(tmp_path / "export", split="images")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = CocoDataset(ann_file=ann_file, image_dir=tmp_path / "export" / "images")
+    assert len(ds) == 2 and ds.image_path(0) == tmp_path / "export" / "images" / "a.jpg"
