@@ -79,10 +79,11 @@ def save_results(results: list[dict], out_json: str | os.PathLike) -> Path:
 
 def _run_cocoeval(coco_gt, results: list[dict], iou_type: str, image_ids) -> np.ndarray:
     """COCOeval stats (12,) for one iou_type, pycocotools' progress prints silenced."""
-    if iou_type == "segm":
-        # Without a bbox, loadRes takes a result's area from its mask (not w*h), which decides the
-        # small/medium/large bucket of unmatched detections.
-        results = [{k: v for k, v in r.items() if k != "bbox"} for r in results]
+    # loadRes adds keys (id, area, iscrowd) to the dicts it gets: give it copies, leave the caller's alone.
+    # For segm, without a bbox it takes a result's area from its mask (not w*h), which decides the
+    # small/medium/large bucket of unmatched detections.
+    drop = {"bbox"} if iou_type == "segm" else set()
+    results = [{k: v for k, v in r.items() if k not in drop} for r in results]
     with contextlib.redirect_stdout(io.StringIO()):
         coco_dt = coco_gt.loadRes(results)
         ev = COCOeval(coco_gt, coco_dt, iou_type)

@@ -1,0 +1,136 @@
+"""COCO evaluation: the ground truth scored as predictions gives AP 1 on the real COCO images, empty results
+give 0, a hand-computed IoU gives the AP it must, and results are in the server's JSON format."""
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+
+from minimaskrcnn.data import CocoDataset, coco_from_dict
+from minimaskrcnn.evaluation import (STAT_NAMES, detections_to_coco, encode_masks, evaluate_coco, format_table,
+                                     summary_line)
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+
+def ground_truth_as_detections(ds):
+    """Each image's training target as a detection dict, every score 1 (masks through the RLE path)."""
+    detections, image_ids = [], []
+    for i in range(len(ds)):
+        t = ds.load_target(i)
+        detections.append({"boxes": t["boxes"], "labels": t["labels"], "scores": torch.ones(len(t["labels"])),
+                           "masks": t["masks"].float()})
+        image_ids.append(t["image_id"])
+    return detections, image_ids
+
+
+def test_ground_truth_scores_ap_one_on_real_coco(coco_root, tmp_path):
+    ds = CocoDataset(coco_root, split="val2017")
+    detections, image_ids = ground_truth_as_detections(ds)
+    results = detections_to_coco(detections, image_ids, ds.label_to_cat_id)
+    n_crowd = sum(a["iscrowd"] for a in ds.coco.anns.values())
+    assert n_crowd > 0 and len(results) == len(ds.coco.anns) - n_crowd  # crowd regions are not predicted
+    before = json.dumps(results)
+    metrics = evaluate_coco(ds.coco, results, out_json=tmp_path / "results.json")
+    assert json.dumps(results) == before  # the caller's results are not modified
+    for iou_type in ("bbox", "segm"):
+        for name in ("AP", "AP50", "AP75", "APs", "APm", "APl"):
+            assert metrics[iou_type][name] == pytest.approx(1.0), (iou_type, name)
+    # the written file is the server format, and pycocotools reads it back as results
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert written == json.loads(json.dumps(results))
+    assert len(ds.coco.loadRes(str(tmp_path / "results.json")).anns) == len(results)
+
+
+def test_empty_results_give_zeros(coco_root, tmp_path):
+    ds = CocoDataset(coco_root, split="val2017")
+    results = detections_to_coco([{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
+                                   "scores": torch.zeros(0), "masks": torch.zeros(0, 5, 5)}], [ds.image_ids[0]],
+                                 ds.label_to_cat_id)
+    assert results == []
+    metrics = evaluate_coco(ds.coco, results, out_json=tmp_path / "empty.json")
+    assert set(metrics) == {"bbox", "segm"} and set(metrics["segm"]) == set(STAT_NAMES)
+    assert all(v == 0.0 for m in metrics.values() for v in m.values())
+    assert json.loads((tmp_path / "empty.json").read_text()) == []
+
+
+def one_box_ground_truth():
+    """One 100x100 image with one 100x100 object (category id 5), as a COCO ground truth."""
+    rle = mask_utils.encode(np.asfortranarray(np.ones((100, 100), dtype=np.uint8)))
+    rle["counts"] = rle["counts"].decode()
+    return coco_from_dict({
+        "images": [{"id": 7, "file_name": "x.png", "height": 100, "width": 100}],
+        "annotations": [{"id": 1, "image_id": 7, "category_id": 5, "bbox": [0, 0, 100, 100], "area": 10000.0,
+                         "segmentation": rle, "iscrowd": 0}],
+        "categories": [{"id": 5, "name": "thing"}]})
+
+
+def test_hand_computed_iou_062_gives_ap_03():
+    """A detection covering rows 0..61 of the object: IoU 0.62 for both box and mask, so it is a true
+    positive at the IoU thresholds .50, .55, .60 and a false positive at the other 7: AP = 3/10."""
+    mask = torch.zeros(1, 100, 100)
+    mask[0, :62] = 0.9
+    det = {"boxes": torch.tensor([[0.0, 0.0, 100.0, 62.0]]), "labels": torch.tensor([1]),
+           "scores": torch.tensor([0.8]), "masks": mask}
+    results = detections_to_coco([det], [7], {1: 5})
+    metrics = evaluate_coco(one_box_ground_truth(), results)
+    for iou_type in ("bbox", "segm"):
+        m = metrics[iou_type]
+        assert m["AP"] == pytest.approx(0.3) and m["AP50"] == pytest.approx(1.0) and m["AP75"] == 0.0, iou_type
+        assert m["APs"] == -1.0 and m["APl"] == pytest.approx(0.3)  # no small ground truth: pycocotools' -1
+    # wrong class: no match at all
+    results = detections_to_coco([dict(det, labels=torch.tensor([2]))], [7], {1: 5, 2: 6})
+    assert evaluate_coco(one_box_ground_truth(), results)["bbox"]["AP"] == 0.0
+
+
+def test_result_format_and_mask_threshold():
+    probs = torch.tensor([[[0.2, 0.6, 0.5], [0.49, 0.9, 0.0]]])  # (1, 2, 3)
+    results = detections_to_coco([{"boxes": torch.tensor([[1.0, 0.0, 3.0, 2.0]]), "labels": torch.tensor([2]),
+                                   "scores": torch.tensor([0.25]), "masks": probs[:, None]}], [42],
+                                 {1: 10, 2: 20})
+    (r,) = results
+    assert r["image_id"] == 42 and r["category_id"] == 20 and r["score"] == 0.25
+    assert r["bbox"] == [1.0, 0.0, 2.0, 2.0]  # x, y, w, h
+    assert isinstance(r["segmentation"]["counts"], str) and r["segmentation"]["size"] == [2, 3]
+    json.dumps(results)
+    decoded = mask_utils.decode({"size": [2, 3], "counts": r["segmentation"]["counts"].encode()})
+    assert decoded.tolist() == [[0, 1, 1], [0, 1, 0]]  # probabilities >= 0.5
+    no_masks = detections_to_coco([{"boxes": torch.zeros(1, 4), "labels": torch.tensor([1]),
+                                    "scores": torch.tensor([1.0])}], [1], {1: 10})
+    assert "segmentation" not in no_masks[0]
+    assert encode_masks(torch.zeros(0, 4, 4)) == []
+
+
+def test_bad_results_are_named():
+    det = {"boxes": torch.zeros(1, 4), "labels": torch.tensor([3]), "scores": torch.tensor([1.0])}
+    with pytest.raises(ValueError, match=r"image 9: labels \[3\] are not in label_to_cat_id"):
+        detections_to_coco([det], [9], {1: 10})
+    with pytest.raises(ValueError, match="2 detection dicts but 1 image_ids"):
+        detections_to_coco([det, det], [9], {3: 10})
+    with pytest.raises(ValueError, match="lack 'scores'"):
+        detections_to_coco([{"boxes": torch.zeros(1, 4), "labels": torch.tensor([3])}], [9], {3: 10})
+    results = detections_to_coco([det], [12345], {3: 5})
+    with pytest.raises(ValueError, match=r"image ids not in the ground truth: \[12345\]"):
+        evaluate_coco(one_box_ground_truth(), results)
+
+
+def test_table_and_summary_line():
+    metrics = {"bbox": dict.fromkeys(STAT_NAMES, 0.8125), "segm": dict.fromkeys(STAT_NAMES, 0.79)}
+    metrics["segm"]["APs"] = -1.0
+    assert summary_line(metrics, 581) == "box AP 0.812 | mask AP 0.790 | 9m41s"
+    assert re.fullmatch(r"box AP \d\.\d{3} \| mask AP \d\.\d{3}", summary_line(metrics))
+    table = format_table(metrics).splitlines()
+    assert table[0].split() == ["AP", "AP50", "AP75", "APs", "APm", "APl"]
+    assert table[1].split() == ["box"] + ["81.2"] * 6
+    assert table[2].split() == ["mask", "79.0", "79.0", "79.0", "-", "79.0", "79.0"]
+
+
+def test_coco_from_dict_is_a_plain_pycocotools_coco(tmp_path):
+    gt = one_box_ground_truth()
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(gt.dataset))
+    ref = COCO(str(path))
+    assert ref.anns == gt.anns and ref.imgs == gt.imgs and ref.cats == gt.cats
