@@ -212,7 +212,7 @@ class CocoDataset:
             raise FileNotFoundError(f"image folder {self.image_dir} (for {self.ann_file}) does not exist")
         present = set(os.listdir(self.image_dir))  # one listing instead of one stat per image
         missing = [self.image_path(i) for i in range(len(self))
-                   if not self._file_name(i) in present and not self.image_path(i).is_file()]
+                   if self._file_name(i) not in present and not self.image_path(i).is_file()]
         if missing:
             shown = ", ".join(str(p) for p in missing[:3])
             raise FileNotFoundError(f"{len(missing)} image file(s) listed in {self.ann_file} are missing: "

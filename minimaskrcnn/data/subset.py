@@ -1,7 +1,8 @@
 """Carve a smaller COCO out of full annotations: by image count, by category names, or both.
 
-    make_subset("data/coco/annotations/instances_train2017.json", "data/coco_small/annotations/instances_train2017.json",
-                num_images=500, categories=["person", "dog"], images_dir="data/coco/train2017",
+    make_subset("data/coco/annotations/instances_train2017.json",
+                "data/coco_small/annotations/instances_train2017.json", num_images=500,
+                categories=["person", "dog"], images_dir="data/coco/train2017",
                 out_images_dir="data/coco_small/train2017", link="symlink")
 
 The result is a consistent COCO file: only the chosen images, only their annotations (of the chosen
