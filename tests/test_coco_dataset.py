@@ -224,7 +224,11 @@ def test_unknown_category_names_annotation_and_category(tmp_path):
 def test_polygon_with_two_points_names_annotation(tmp_path):
     anns = [{"id": 41, "image_id": 1, "category_id": 3, "bbox": [0, 0, 4, 4], "segmentation": [[0, 0, 4, 4]]}]
     write_coco(tmp_path, annotations=anns)
-    with pytest.raises(ValueError, match=r"annotation 41 has a polygon with 2\.0 points"):
+    with pytest.raises(ValueError, match=r"annotation 41 has a polygon with 2 points"):
+        CocoDataset(tmp_path, split="val")
+    anns[0]["segmentation"] = [[0, 0, 4, 4, 5]]
+    write_coco(tmp_path, annotations=anns)
+    with pytest.raises(ValueError, match=r"annotation 41 has a polygon that is not a flat list of x, y pairs"):
         CocoDataset(tmp_path, split="val")
 
 

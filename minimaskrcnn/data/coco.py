@@ -108,9 +108,11 @@ def _check_segmentation(segm, aid, size_hw, source: str) -> None:
         if not segm:
             raise ValueError(f"{source}: annotation {aid} has an empty segmentation list")
         for poly in segm:
-            if not isinstance(poly, list) or len(poly) % 2 or len(poly) < 6:
-                n = len(poly) / 2 if isinstance(poly, list) else "?"
-                raise ValueError(f"{source}: annotation {aid} has a polygon with {n} points; "
+            if not isinstance(poly, list) or len(poly) % 2:
+                raise ValueError(f"{source}: annotation {aid} has a polygon that is not a flat list of "
+                                 f"x, y pairs: {str(poly)[:60]}")
+            if len(poly) < 6:
+                raise ValueError(f"{source}: annotation {aid} has a polygon with {len(poly) // 2} points; "
                                  f"a polygon needs at least 3 (x, y) points")
     elif isinstance(segm, dict):
         if "counts" not in segm or "size" not in segm:
