@@ -61,8 +61,11 @@ class FrozenBatchNorm2d(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self.weight * (self.running_var + self.eps).rsqrt()  # (C,)
+        scale = self.weight * (self.running_var + self.eps).rsqrt()  # (C,), float32
         shift = self.bias - self.running_mean * scale  # (C,)
+        # Cast to x's dtype: under autocast x is bf16/fp16, and float32 buffers would promote the
+        # whole feature map to float32 (twice the memory traffic for no gain).
+        scale, shift = scale.to(x.dtype), shift.to(x.dtype)
         return x * scale[None, :, None, None] + shift[None, :, None, None]
 
     def extra_repr(self) -> str:
@@ -105,9 +108,11 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
-        y = F.relu(self.bn1(self.conv1(x)))
+        # ReLUs in place, as torchvision: the norm's backward does not need its output, and training
+        # memory drops by a feature map per ReLU.
+        y = F.relu(self.bn1(self.conv1(x)), inplace=True)
         y = self.bn2(self.conv2(y))
-        return F.relu(y + shortcut)
+        return F.relu(y + shortcut, inplace=True)
 
 
 class Bottleneck(nn.Module):
@@ -127,10 +132,10 @@ class Bottleneck(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
-        y = F.relu(self.bn1(self.conv1(x)))
-        y = F.relu(self.bn2(self.conv2(y)))
+        y = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        y = F.relu(self.bn2(self.conv2(y)), inplace=True)
         y = self.bn3(self.conv3(y))
-        return F.relu(y + shortcut)
+        return F.relu(y + shortcut, inplace=True)
 
 
 class ResStage(nn.Sequential):
@@ -189,7 +194,7 @@ class ResNet(nn.Module):
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
-        x = F.relu(self.bn1(self.conv1(x)))  # (N, w, H/2, W/2)
+        x = F.relu(self.bn1(self.conv1(x)), inplace=True)  # (N, w, H/2, W/2)
         x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)  # (N, w, H/4, W/4)
         out = OrderedDict()
         for k in range(self.num_stages):

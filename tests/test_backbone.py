@@ -74,6 +74,16 @@ def test_frozen_bn_matches_torchvision_and_ignores_step_counter():
     assert sorted(ours.state_dict()) == ["bias", "running_mean", "running_var", "weight"]
 
 
+def test_frozen_bn_keeps_autocast_dtype():
+    # Under autocast the convs give bf16 maps; float32 buffers must not promote them back to float32.
+    bn = randomize_norms(nn.BatchNorm2d(8)).eval()
+    ours = FrozenBatchNorm2d(8)
+    load_state_dict_strict(ours, bn.state_dict())
+    x = torch.randn(2, 8, 5, 7).bfloat16()
+    assert ours(x).dtype == torch.bfloat16
+    torch.testing.assert_close(ours(x).float(), bn(x.float()), rtol=2e-2, atol=2e-2)
+
+
 def test_fpn_backbone_matches_torchvision_maskrcnn():
     torch.manual_seed(0)
     # weights=None builds plain BatchNorm2d with all layers trainable; in eval mode it equals frozen BN.
@@ -227,12 +237,14 @@ def test_cuda_autocast_matches_cpu():
     torch.manual_seed(0)
     model = randomize_norms(build_backbone(BackboneConfig(depth=18, fpn_channels=64))).eval()
     x = torch.randn(2, 3, 64, 96)
-    with torch.no_grad():
+    # TF32 convs (PyTorch's default on Ampere and later) would differ from the CPU by ~1e-3
+    with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
         ref = model(x)
         model.cuda()
         got32 = model(x.cuda())
         with torch.autocast("cuda", dtype=torch.bfloat16):
             got16 = model(x.cuda())
+            assert all(c.dtype == torch.bfloat16 for c in model.body(x.cuda()).values())
     for name in ref:
         torch.testing.assert_close(got32[name].cpu(), ref[name], rtol=1e-3, atol=1e-3)
         assert got16[name].dtype == torch.bfloat16
