@@ -198,7 +198,7 @@ class ResNet(nn.Module):
         x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)  # (N, w, H/4, W/4)
         out = OrderedDict()
         for k in range(self.num_stages):
-            x = getattr(self, f"layer{k + 1}")(x)  # (N, channels[ck], H/2^k, W/2^k) for ck = c{k+2}
+            x = getattr(self, f"layer{k + 1}")(x)  # (N, channels[c], H / s, W / s), s = strides[c]
             out[f"c{k + 2}"] = x
         return out
 
