@@ -1,0 +1,201 @@
+"""Checkpoints: atomic saving, and loading that says exactly what does not fit.
+
+A checkpoint is one `torch.save`d dict (see `engine.train` for what a training run puts in it):
+
+    "model":        the model's state_dict
+    "model_config": config.to_dict(ModelConfig), to rebuild the model (`build_model_from_checkpoint`)
+    "optimizer", "scaler", "step", "epoch", "rng", "sampler", "train_config", ...: resume state
+
+Saving writes a temporary file in the destination folder and renames it over the target with
+`os.replace`, which is atomic on POSIX and Windows: a crash or Ctrl-C mid-write leaves the previous
+checkpoint intact, never a truncated one. Everything stored is a tensor or a plain Python value, so
+loading uses `torch.load(weights_only=True)` and never unpickles arbitrary objects.
+"""
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import config as config_lib
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
+    """Write `state` to `path` atomically (temp file in the same folder + os.replace); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Same folder as the target: os.replace is only atomic within one file system.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())  # the bytes are on disk before the rename makes them visible
+        os.replace(tmp, path)
+    except BaseException:  # KeyboardInterrupt included: never leave the temp file behind
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def copy_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Copy a checkpoint file atomically (e.g. last.pt -> best.pt); returns dst."""
+    dst = Path(dst)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dst
+
+
+def rng_state() -> dict:
+    """Every random generator a training step draws from (torch CPU and CUDA, numpy, Python), as
+    tensors and plain values so the checkpoint loads with weights_only=True."""
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, py_state, py_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": {"version": version, "state": list(py_state), "gauss": py_gauss},
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what `rng_state` captured (CUDA states only when there are as many devices)."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+
+
+def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """The raw checkpoint dict. FileNotFoundError / ValueError naming the file when it is missing,
+    truncated, corrupt or not a minimaskrcnn checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # zip reader errors, EOFError, UnpicklingError...: all mean "unreadable"
+        raise ValueError(f"checkpoint {path} is corrupt or truncated and cannot be read "
+                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
+    if not isinstance(state, dict) or "model" not in state:
+        raise ValueError(f"checkpoint {path} is not a minimaskrcnn checkpoint (no 'model' entry)")
+    return state
+
+
+def config_differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Fields that differ between two nested config dicts, as "field: a_value != b_value" lines."""
+    lines = []
+    for key in sorted(set(a) | set(b)):
+        name = f"{prefix}{key}"
+        va, vb = a.get(key, "<missing>"), b.get(key, "<missing>")
+        if isinstance(va, dict) and isinstance(vb, dict):
+            lines += config_differences(va, vb, prefix=f"{name}.")
+        elif _plain(va) != _plain(vb):
+            lines.append(f"{name}: {va!r} != {vb!r}")
+    return lines
+
+
+def _plain(v):
+    """Lists and tuples compare equal (a config that went through JSON has lists)."""
+    return tuple(_plain(x) for x in v) if isinstance(v, (list, tuple)) else v
+
+
+def state_dict_differences(stored: dict, expected: dict) -> list[str]:
+    """Keys missing from / unexpected in `stored`, and shape mismatches, against `expected`."""
+    # shape mismatches first: they are the most telling (another num_classes, another width)
+    lines = [f"shape mismatch {k}: checkpoint {tuple(stored[k].shape)} != model {tuple(expected[k].shape)}"
+             for k in expected if k in stored and stored[k].shape != expected[k].shape]
+    lines += [f"missing key {k} (model shape {tuple(expected[k].shape)})" for k in expected if k not in stored]
+    lines += [f"unexpected key {k} (checkpoint shape {tuple(stored[k].shape)})" for k in stored if k not in expected]
+    return lines
+
+
+def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module, model_config=None, optimizer=None,
+                    scaler=None, map_location="cpu") -> dict:
+    """Load weights (and optionally optimizer / GradScaler state) from `path` into `model`.
+
+    model_config: the model's ModelConfig (default: `model.config` when the model has one). It is
+    compared with the config stored in the checkpoint. When the weights do not fit the model, a
+    ValueError lists every missing / unexpected key and shape mismatch, and the differing config
+    fields; when only fields that hold no weights differ (e.g. transform.min_size), a warning lists them.
+    Returns the whole checkpoint dict (step, rng, sampler, ... for resuming).
+    """
+    state = read_checkpoint(path, map_location)
+    apply_checkpoint(state, model, model_config, optimizer, scaler, source=path)
+    return state
+
+
+def apply_checkpoint(state: dict, model: torch.nn.Module, model_config=None, optimizer=None, scaler=None,
+                     source="checkpoint") -> None:
+    """The checking-and-loading part of `load_checkpoint`, for a checkpoint dict already read."""
+    model = getattr(model, "module", model)  # a DistributedDataParallel wrapper holds the model
+    model_config = model_config if model_config is not None else getattr(model, "config", None)
+    config_lines = []
+    if model_config is not None and state.get("model_config") is not None:
+        ours = model_config if isinstance(model_config, dict) else config_lib.to_dict(model_config)
+        config_lines = config_differences(state["model_config"], ours)
+
+    weight_lines = state_dict_differences(state["model"], model.state_dict())
+    if weight_lines:
+        msg = [f"checkpoint {source} does not fit the model: {len(weight_lines)} state_dict mismatch(es)"]
+        msg += ["  " + line for line in weight_lines[:50]]
+        if len(weight_lines) > 50:
+            msg.append(f"  ... and {len(weight_lines) - 50} more")
+        if config_lines:
+            msg.append("config fields that differ (checkpoint != model):")
+            msg += ["  " + line for line in config_lines]
+        raise ValueError("\n".join(msg))
+    if config_lines:
+        warnings.warn(f"checkpoint {source} was saved with a different config (weights fit): "
+                      + "; ".join(config_lines))
+
+    model.load_state_dict(state["model"])
+    if optimizer is not None:
+        if "optimizer" not in state:
+            raise ValueError(f"checkpoint {source} holds no optimizer state; cannot resume training from it")
+        optimizer.load_state_dict(state["optimizer"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+
+
+def build_model_from_checkpoint(path: str | os.PathLike, map_location="cpu", **config_overrides):
+    """(model, checkpoint dict): a MaskRCNN built from the config stored in `path`, with its weights.
+
+    config_overrides: `section={field: value}` replacements applied to the stored config before
+    building, for fields that hold no weights, e.g. transform={"min_size": 600}.
+    """
+    from .model import MaskRCNN  # imported here so checkpoint.py stays usable without the model
+
+    state = read_checkpoint(path, map_location)
+    if state.get("model_config") is None:
+        raise ValueError(f"checkpoint {path} stores no model_config; build the model yourself and call "
+                         f"load_checkpoint(path, model)")
+    cfg_dict = state["model_config"]
+    for section, fields in config_overrides.items():
+        if section not in cfg_dict or not isinstance(cfg_dict[section], dict):
+            raise ValueError(f"unknown config section {section!r}")
+        unknown = set(fields) - set(cfg_dict[section])
+        if unknown:
+            raise ValueError(f"unknown field(s) {sorted(unknown)} in config section {section!r}")
+        cfg_dict = {**cfg_dict, section: {**cfg_dict[section], **fields}}
+    model_config = config_lib.from_dict(cfg_dict)
+    model = MaskRCNN(model_config)
+    apply_checkpoint(state, model, model_config, source=path)
+    return model, state

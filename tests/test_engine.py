@@ -1,0 +1,254 @@
+"""The training engine: schedule, data order, exact resume, Ctrl-C, NaN, OOM, evaluation.
+
+Most tests train `ToyModel`, a few-parameter stand-in with MaskRCNN's interface (it draws random
+numbers in forward, as RoI sampling does, so resuming must restore the generators), on small
+synthetic shapes; tests/test_train_coco.py and the real-model tests below use MaskRCNN itself.
+"""
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DistributedSampler
+
+from minimaskrcnn import engine
+from minimaskrcnn.checkpoint import read_checkpoint
+from minimaskrcnn.data import RandomHorizontalFlip, ShapesDataset
+from minimaskrcnn.engine import TrainConfig, lr_at, resolve
+
+
+class ToyModel(torch.nn.Module):
+    """(images, targets) -> .losses {"loss_cls", "loss_x"}; eval mode -> .detections (one box per image)."""
+
+    def __init__(self, num_classes: int = 4):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.head = torch.nn.Linear(8, num_classes)
+        self.drop = torch.nn.Dropout(0.5)  # a global-generator draw in every training forward
+
+    def forward(self, images, targets=None):
+        feats = torch.stack([self.conv(im[None]).relu().mean((2, 3))[0] for im in images])  # (B, 8)
+        logits = self.head(self.drop(feats))  # (B, K)
+        if targets is None:
+            return SimpleNamespace(losses={}, detections=None)
+        labels = torch.stack([t["labels"][0] for t in targets])
+        # the first box's centre x (fraction of the width) moves with a flip
+        cx = torch.stack([(t["boxes"][0, 0] + t["boxes"][0, 2]) / 2 / im.shape[-1] for t, im in zip(targets, images)])
+        return SimpleNamespace(losses={"loss_cls": F.cross_entropy(logits, labels),
+                                       "loss_x": ((feats[:, 0] - cx) ** 2).mean()}, detections=None)
+
+
+def shapes(n=16):
+    return ShapesDataset(n, image_size=32, seed=3, transforms=RandomHorizontalFlip(0.5))
+
+
+def toy_cfg(tmp_path, name="run", **kw):
+    base = dict(out=str(tmp_path / name), iters=8, batch_size=2, lr=0.05, warmup_iters=2, log_every=1,
+                ckpt_every=100, progress=False, seed=1)
+    return TrainConfig(**{**base, **kw})
+
+
+def toy_train(cfg, **kw):
+    torch.manual_seed(0)
+    return engine.train(cfg, model=ToyModel(), train_set=shapes(), **kw)
+
+
+def records(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if "loss" in line]
+
+
+def test_lr_rule_and_schedule_by_hand():
+    cfg = resolve(TrainConfig(batch_size=4, iters=100, warmup_iters=10, warmup_factor=0.001,
+                              milestones=(0.6, 0.9)), num_images=50)
+    assert cfg.lr == pytest.approx(0.02 * 4 / 16)  # the paper's linear rule
+    assert resolve(TrainConfig(batch_size=4), 50, world_size=2).lr == pytest.approx(0.02 * 8 / 16)
+    assert lr_at(0, cfg) == pytest.approx(0.005 * 0.001)
+    assert lr_at(5, cfg) == pytest.approx(0.005 * (0.001 * 0.5 + 0.5))
+    assert lr_at(10, cfg) == pytest.approx(0.005)
+    assert lr_at(59, cfg) == pytest.approx(0.005)
+    assert lr_at(60, cfg) == pytest.approx(0.0005)
+    assert lr_at(90, cfg) == pytest.approx(0.00005)
+    cos = resolve(TrainConfig(iters=100, warmup_iters=0, schedule="cosine", lr=1.0), 50)
+    assert [lr_at(s, cos) for s in (0, 50, 100)] == pytest.approx([1.0, 0.5, 0.0])
+    assert resolve(TrainConfig(epochs=2, batch_size=4), 50).iters == 25  # ceil(2 * 50 / 4)
+
+
+@pytest.mark.parametrize("field,value", [("optimizer", "adam"), ("schedule", "poly"), ("amp", "yes"),
+                                         ("batch_size", 0)])
+def test_bad_train_config_names_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        resolve(TrainConfig(**{field: value}), 50)
+
+
+def test_dataset_smaller_than_a_batch_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        engine.train(toy_cfg(tmp_path, batch_size=4), model=ToyModel(), train_set=ShapesDataset(3, 32))
+
+
+def test_sampler_follows_distributed_sampler_and_resumes_mid_epoch():
+    ds = list(range(10))
+    s = engine.ResumableSampler(ds, seed=7)
+    ref = DistributedSampler(ds, num_replicas=1, rank=0, shuffle=True, seed=7)
+    for epoch in (0, 1):
+        ref.set_epoch(epoch)
+        s.set_position(epoch, 0)
+        assert [i for _, i in s] == list(ref)
+    s.set_position(1, 4)
+    assert list(s) == [(1, i) for i in list(ref)[4:]]
+    halves = [list(engine.ResumableSampler(ds, seed=7, rank=r, world_size=2)) for r in (0, 1)]
+    assert sorted(i for h in halves for _, i in h) == list(range(10))  # two ranks split the epoch
+
+
+def test_augmentation_depends_on_seed_epoch_index_only():
+    ds = engine.SeededSamples(shapes(), seed=5)
+    first = [ds[(0, i)][1]["boxes"] for i in range(8)]
+    torch.manual_seed(123)  # the global generator plays no part, and is left alone
+    state = torch.get_rng_state()
+    again = [ds[(0, i)][1]["boxes"] for i in reversed(range(8))][::-1]
+    assert torch.equal(torch.get_rng_state(), state)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    flips = [not torch.equal(ds[(0, i)][1]["boxes"], ds[(1, i)][1]["boxes"]) for i in range(8)]
+    assert any(flips)  # another epoch, other flips
+
+
+def test_toy_run_writes_log_checkpoint_and_curve(tmp_path):
+    cfg = toy_cfg(tmp_path, iters=30, log_every=5, ckpt_every=10)
+    result = toy_train(cfg)
+    recs = records(result.out)
+    assert [r["step"] for r in recs] == [5, 10, 15, 20, 25, 30]
+    for r in recs:
+        assert set(r) >= {"loss", "loss_cls", "loss_x", "lr", "epoch", "sec_per_iter"}
+        assert r["loss"] == pytest.approx(r["loss_cls"] + r["loss_x"])
+    assert recs[-1]["loss"] < recs[0]["loss"]  # it learns something
+    assert recs[-1]["epoch"] == 3  # 16 images, 2 per step: 8 steps per epoch
+    state = read_checkpoint(result.out / "last.pt")
+    assert state["progress"]["step"] == 30 and (result.out / "best.pt").is_file()
+    assert all(torch.equal(state["model"][k], v) for k, v in result.model.state_dict().items())
+    assert (result.out / "loss_curve.png").stat().st_size > 1000
+
+
+def test_resume_gives_the_same_losses_as_a_straight_run(tmp_path):
+    straight = toy_train(toy_cfg(tmp_path, "straight"))
+    first = toy_train(toy_cfg(tmp_path, "resumed", stop_at=5))  # stops mid-epoch (8 steps per epoch)
+    assert read_checkpoint(first.out / "last.pt")["progress"]["step"] == 5
+    torch.manual_seed(99)  # whatever the generators hold now must not matter
+    resumed = toy_train(toy_cfg(tmp_path, "resumed", resume=str(first.out / "last.pt")))
+    a, b = records(straight.out), records(resumed.out)
+    assert [r["step"] for r in b] == list(range(1, 9))
+    for ra, rb in zip(a, b):
+        for k in ("loss", "loss_cls", "loss_x", "lr"):
+            assert ra[k] == rb[k], (ra["step"], k)
+    for k, v in straight.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+
+
+class Interrupt:
+    """Wraps a model's forward to raise `error` on its n-th training call."""
+
+    def __init__(self, model, n, error):
+        self.forward, self.n, self.error, self.calls = model.forward, n, error, 0
+
+    def __call__(self, images, targets=None):
+        self.calls += 1
+        if self.calls == self.n:
+            raise self.error
+        return self.forward(images, targets)
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, capsys):
+    straight = toy_train(toy_cfg(tmp_path, "straight"))
+    torch.manual_seed(0)
+    model = ToyModel()
+    model.forward = Interrupt(model, 6, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        engine.train(toy_cfg(tmp_path, "interrupted"), model=model, train_set=shapes())
+    out = tmp_path / "interrupted"
+    assert "interrupted at step 5" in capsys.readouterr().out
+    assert read_checkpoint(out / "last.pt")["progress"]["step"] == 5
+    resumed = toy_train(toy_cfg(tmp_path, "interrupted", resume=str(out / "last.pt")))
+    assert [r["loss"] for r in records(resumed.out)] == [r["loss"] for r in records(straight.out)]
+
+
+def test_nan_loss_stops_naming_step_and_component_and_keeps_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    model = ToyModel()
+    forward = model.forward
+    calls = []
+
+    def poisoned(images, targets=None):
+        out = forward(images, targets)
+        calls.append(1)
+        if len(calls) == 6:
+            out.losses["loss_x"] = out.losses["loss_x"] * float("nan")
+        return out
+
+    model.forward = poisoned
+    cfg = toy_cfg(tmp_path, ckpt_every=4)
+    with pytest.raises(FloatingPointError, match=r"'loss_x' is nan at step 6") as err:
+        engine.train(cfg, model=model, train_set=shapes())
+    assert "last.pt is left as it was" in str(err.value)
+    state = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert state["progress"]["step"] == 4
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # the NaN step never reached the weights
+    assert [r["step"] for r in records(tmp_path / "run")] == [1, 2, 3, 4, 5]
+
+
+def test_cuda_out_of_memory_gets_a_hint(tmp_path):
+    model = ToyModel()
+    model.forward = Interrupt(model, 1, torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
+    with pytest.raises(torch.cuda.OutOfMemoryError, match="lower --batch-size") as err:
+        engine.train(toy_cfg(tmp_path), model=model, train_set=shapes())
+    assert "--min-size" in str(err.value) and "Tried to allocate 2 GiB" in str(err.value)
+
+
+class Oracle(torch.nn.Module):
+    """Eval-mode 'model' that answers each image with its ground truth (images come in dataset order)."""
+
+    def __init__(self, dataset):
+        super().__init__()
+        self.dataset, self.next = dataset, 0
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, images, targets=None):
+        detections = []
+        for _ in images:
+            t = self.dataset.load_target(self.next)
+            self.next += 1
+            n = len(t["labels"])
+            detections.append({"boxes": t["boxes"], "labels": t["labels"], "scores": torch.linspace(1, 0.5, n),
+                               "masks": t["masks"].float()})
+        return SimpleNamespace(losses={}, detections=detections)
+
+
+def test_evaluate_the_ground_truth_gives_ap_1(tmp_path, capsys):
+    ds = ShapesDataset(6, image_size=48, seed=2)
+    metrics = engine.evaluate(Oracle(ds), ds, batch_size=4, out_json=tmp_path / "results.json", progress=False)
+    assert metrics["bbox"]["AP"] == pytest.approx(1.0) and metrics["segm"]["AP"] == pytest.approx(1.0)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert len(results) == sum(len(ds.load_target(i)["labels"]) for i in range(6))
+    assert "mask" in capsys.readouterr().out  # the table was printed
+
+
+def test_evaluate_with_a_dropped_detection_is_below_1():
+    ds = ShapesDataset(6, image_size=48, seed=2)
+    oracle = Oracle(ds)
+    forward = oracle.forward
+
+    def drop_first(images, targets=None):
+        out = forward(images, targets)
+        out.detections[0] = {k: v[1:] for k, v in out.detections[0].items()}
+        return out
+
+    oracle.forward = drop_first
+    metrics = engine.evaluate(oracle, ds, batch_size=6, progress=False, verbose=False)
+    assert 0 < metrics["segm"]["AP"] < 1 and math.isfinite(metrics["bbox"]["AP"])
+
+
+def test_resume_config_restores_the_run_settings(tmp_path):
+    first = toy_train(toy_cfg(tmp_path, stop_at=3, lr=0.03, milestones=(0.5,)))
+    cfg = engine.resume_config(first.out / "last.pt", stop_at=None)
+    assert (cfg.lr, cfg.iters, cfg.milestones, cfg.stop_at) == (0.03, 8, (0.5,), None)
+    assert cfg.resume == str(first.out / "last.pt")
