@@ -297,6 +297,7 @@ def train(cfg: TrainConfig, model_config=None, model=None, train_set=None, val_s
     after saving last.pt.
     """
     start = time.perf_counter()
+    owns_group = not dist.is_initialized()
     rank, world, local_rank = init_distributed()
     device = pick_device(cfg.device, local_rank)
     seed_everything(cfg.seed)  # the same on every process: identical initial weights
@@ -444,6 +445,8 @@ def train(cfg: TrainConfig, model_config=None, model=None, train_set=None, val_s
         from .viz import plot_loss_curves
 
         plt.close(plot_loss_curves(log_path, out / "loss_curve.png"))
+    if world > 1 and owns_group:
+        dist.destroy_process_group()
     return TrainResult(model, p.step, out, metrics, time.perf_counter() - start)
 
 
