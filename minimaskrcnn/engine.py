@@ -341,7 +341,10 @@ def train(cfg: TrainConfig, model_config=None, model=None, train_set=None, val_s
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                 "model_config": config_lib.to_dict(model_config) if model_config is not None else None,
-                "train_config": dataclasses.asdict(cfg), "progress": dataclasses.asdict(p), "rng": rngs}
+                "train_config": dataclasses.asdict(cfg), "progress": dataclasses.asdict(p), "rng": rngs,
+                # what predict and evaluate need to name classes and map them back to COCO ids
+                "class_names": list(getattr(train_set, "class_names", [])),
+                "label_to_cat_id": dict(getattr(train_set, "label_to_cat_id", {}))}
 
     def save(score: float | None) -> None:
         rngs = [rng_state()]

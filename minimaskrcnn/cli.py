@@ -1,0 +1,264 @@
+"""Command line: `python -m minimaskrcnn {train,evaluate,predict,download,demo}`, `--help` on each.
+
+    python -m minimaskrcnn demo                                      # what `make demo` runs
+    python -m minimaskrcnn train --config r50_fpn --data data/coco   # the paper's model on COCO
+    torchrun --nproc_per_node 8 -m minimaskrcnn train --config r50_fpn --amp bf16   # 8 GPUs, DDP
+    python -m minimaskrcnn train --resume runs/train/last.pt         # continue exactly where it stopped
+    python -m minimaskrcnn evaluate --checkpoint runs/train/last.pt --split val2017
+    python -m minimaskrcnn predict --checkpoint runs/demo/last.pt photo.jpg --out predictions
+    python -m minimaskrcnn download --split val2017                  # official COCO into data/coco
+
+Bad input (a missing file, a corrupt checkpoint, a NaN loss, CUDA out of memory) ends with a one-line
+`error: ...` and exit status 2; Ctrl-C during training saves a checkpoint and exits with 130.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from . import engine, paths
+from .engine import TrainConfig
+
+# flag -> (TrainConfig field, type, help); defaults come from TrainConfig (or the resumed checkpoint)
+TRAIN_FLAGS = {
+    "--config": ("config", str, "model preset: cpu_small, r50_fpn, r50_c4 (default: cpu_small for "
+                                "--data shapes, else r50_fpn)"),
+    "--data": ("data", str, "COCO root folder, or 'shapes' for the synthetic data (default: "
+                            "$MINIMASKRCNN_COCO or <repo>/data/coco)"),
+    "--split": ("split", str, "COCO split to train on (default train2017)"),
+    "--val-split": ("val_split", str, "COCO split evaluated at the end, 'none' for no evaluation (default val2017)"),
+    "--num-images": ("num_images", int, "synthetic training images (--data shapes)"),
+    "--image-size": ("image_size", int, "synthetic image side in pixels (--data shapes)"),
+    "--iters": ("iters", int, "optimizer steps in all"),
+    "--epochs": ("epochs", float, "train this many passes over the data instead of --iters"),
+    "--batch-size": ("batch_size", int, "images per step per process"),
+    "--optimizer": ("optimizer", str, "sgd (paper) or adamw"),
+    "--lr": ("lr", float, "base learning rate (default: 0.02 * global batch / 16 for SGD, 1e-3 for AdamW)"),
+    "--weight-decay": ("weight_decay", float, "weight decay (paper: 1e-4)"),
+    "--schedule": ("schedule", str, "step (paper) or cosine"),
+    "--warmup-iters": ("warmup_iters", int, "linear warmup steps"),
+    "--grad-clip": ("grad_clip", float, "clip the gradients' global L2 norm to this"),
+    "--device": ("device", str, "auto, cpu, cuda, cuda:1, ..."),
+    "--seed": ("seed", int, "random seed"),
+    "--out": ("out", str, "run folder for the log, checkpoints and loss curve"),
+    "--workers": ("num_workers", int, "DataLoader worker processes"),
+    "--log-every": ("log_every", int, "steps per metrics.jsonl record"),
+    "--ckpt-every": ("ckpt_every", int, "steps between checkpoints"),
+    "--eval-every": ("eval_every", int, "steps between held-out evaluations (0: at the end only)"),
+    "--stop-at": ("stop_at", int, "end this run at this step (resume later); the schedule still spans --iters"),
+    "--min-size": ("min_size", int, "resize the shorter image side to this (pixels; paper: 800)"),
+    "--max-size": ("max_size", int, "cap the longer image side (pixels; paper: 1333)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m minimaskrcnn", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train Mask R-CNN on COCO-format data or the synthetic shapes")
+    for flag, (field, type_, help_) in TRAIN_FLAGS.items():
+        p.add_argument(flag, dest=field, type=type_, default=None, help=help_)
+    p.add_argument("--amp", nargs="?", const="fp16", default=None, choices=["off", "fp16", "bf16"],
+                   help="mixed precision on CUDA: --amp (fp16 with a GradScaler) or --amp bf16")
+    p.add_argument("--no-flip", dest="flip", action="store_const", const=False, default=None,
+                   help="no random horizontal flips")
+    p.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None)
+    p.add_argument("--resume", default=None, help="checkpoint to continue from; its settings are reused "
+                                                  "unless given again here")
+
+    p = sub.add_parser("evaluate", help="COCO box and mask AP of a checkpoint")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", default=None, help="COCO root or 'shapes' (default: what the checkpoint trained on)")
+    p.add_argument("--split", default=None, help="COCO split (default: the run's val split)")
+    p.add_argument("--num-images", type=int, default=200, help="held-out synthetic images (--data shapes)")
+    p.add_argument("--out", default=None, help="results JSON (default: next to the checkpoint)")
+    _model_flags(p)
+
+    p = sub.add_parser("predict", help="draw a checkpoint's detections (masks, boxes, labels, scores) on images")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--out", default="predictions", help="folder for the drawn images and predictions.json")
+    p.add_argument("--score-thresh", type=float, default=0.5, help="draw detections scoring at least this")
+    _model_flags(p)
+
+    p = sub.add_parser("download", help="fetch official COCO (resumable, checksummed) and/or carve a subset")
+    p.add_argument("--data", default=None, help="COCO root (default: $MINIMASKRCNN_COCO or <repo>/data/coco)")
+    p.add_argument("--split", nargs="+", default=["train2017", "val2017"], help="splits to fetch")
+    p.add_argument("--base-url", default=None, help="a mirror of http://images.cocodataset.org")
+    p.add_argument("--keep-archives", action="store_true", help="keep the zip files after extracting")
+    p.add_argument("--subset", default=None, metavar="ROOT", help="also write a subset COCO root here")
+    p.add_argument("--num-images", type=int, default=None, help="subset: images per split")
+    p.add_argument("--categories", nargs="+", default=None, help="subset: category names to keep")
+    p.add_argument("--seed", type=int, default=0, help="subset: random seed of the image choice")
+    p.add_argument("--link", default="copy", choices=["copy", "symlink", "hardlink"], help="subset: image files")
+
+    p = sub.add_parser("demo", help="train the CPU model on synthetic shapes, evaluate, draw (make demo)")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--iters", type=int, default=None, help="override the demo's step count")
+    p.add_argument("--num-val-images", type=int, default=200, help="held-out synthetic images")
+    p.add_argument("--device", default="auto")
+    return parser
+
+
+def _model_flags(p) -> None:
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--min-size", type=int, default=None, help="override the checkpoint's transform.min_size")
+    p.add_argument("--max-size", type=int, default=None, help="override the checkpoint's transform.max_size")
+
+
+def train_config_from_args(args) -> TrainConfig:
+    """Explicit flags over the resumed checkpoint's settings (with --resume) or TrainConfig's defaults."""
+    given = {field: getattr(args, field) for field, *_ in TRAIN_FLAGS.values() if getattr(args, field) is not None}
+    given.update({k: getattr(args, k) for k in ("amp", "flip", "progress") if getattr(args, k) is not None})
+    if given.get("val_split", "").lower() == "none":
+        given["val_split"] = None
+    if args.resume:
+        return engine.resume_config(args.resume, **given)
+    data = given.pop("data", None) or str(paths.coco_root())
+    config = given.pop("config", None) or ("cpu_small" if data == "shapes" else "r50_fpn")
+    return TrainConfig(config=config, data=data, **given)
+
+
+def cmd_train(args) -> None:
+    result = engine.train(train_config_from_args(args))
+    print(f"trained {result.step} steps: {result.out / 'last.pt'}, {result.out / 'metrics.jsonl'}")
+    if result.metrics is not None:
+        from .evaluation import summary_line
+
+        print(summary_line(result.metrics, result.seconds))
+
+
+def _load_model(args):
+    from .checkpoint import build_model_from_checkpoint
+
+    sizes = {k: v for k, v in (("min_size", args.min_size), ("max_size", args.max_size)) if v is not None}
+    model, state = build_model_from_checkpoint(args.checkpoint, **({"transform": sizes} if sizes else {}))
+    return model.to(engine.pick_device(args.device)).eval(), state
+
+
+def cmd_evaluate(args) -> None:
+    from .data import CocoDataset, ShapesDataset
+    from .evaluation import summary_line
+
+    start = time.perf_counter()
+    model, state = _load_model(args)
+    trained = state.get("train_config") or {}
+    data = args.data or trained.get("data") or str(paths.coco_root())
+    if data == "shapes":
+        dataset = ShapesDataset(args.num_images, trained.get("image_size", 128), seed=trained.get("data_seed", 0) + 1)
+    else:
+        dataset = CocoDataset(paths.coco_root(data), args.split or trained.get("val_split") or "val2017")
+    if dataset.num_classes != model.config.num_classes:
+        raise ValueError(f"checkpoint {args.checkpoint} has {model.config.num_classes} classes (background "
+                         f"included), the dataset {dataset.num_classes}")
+    out = Path(args.out) if args.out else Path(args.checkpoint).with_name(
+        f"results_{'shapes' if data == 'shapes' else dataset.split}.json")
+    metrics = engine.evaluate(model, dataset, args.batch_size, out_json=out)
+    print(f"results: {out}")
+    print(summary_line(metrics, time.perf_counter() - start))
+
+
+def cmd_predict(args) -> None:
+    import matplotlib.pyplot as plt
+
+    from .data import read_rgb
+    from .data.coco import to_tensor_image
+    from .viz import draw_detections
+
+    model, state = _load_model(args)
+    names = state.get("class_names") or [str(i) for i in range(model.config.num_classes)]
+    device = next(model.parameters()).device
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = []
+    for path in map(Path, args.images):
+        image = to_tensor_image(read_rgb(path))  # (3, H, W)
+        with torch.no_grad():
+            det = {k: v.cpu() for k, v in model([image.to(device)]).detections[0].items()}
+        h, w = image.shape[-2:]
+        fig, ax = plt.subplots(figsize=(w / 100, h / 100), dpi=100)
+        fig.subplots_adjust(0, 0, 1, 1)
+        draw_detections(ax, image, det, names, args.score_thresh)
+        drawn = out / f"{path.stem}_pred.png"
+        fig.savefig(drawn, dpi=100)
+        plt.close(fig)
+        keep = det["scores"] >= args.score_thresh
+        found = [{"label": names[int(lab)], "score": round(float(s), 4), "box": [round(v, 1) for v in b.tolist()]}
+                 for lab, s, b in zip(det["labels"][keep], det["scores"][keep], det["boxes"][keep])]
+        summary.append({"image": str(path), "drawn": str(drawn), "detections": found})
+        print(f"{path}: {len(found)} detection(s) -> {drawn}")
+    (out / "predictions.json").write_text(json.dumps(summary, indent=1))
+
+
+def cmd_download(args) -> None:
+    from .data import download, subset
+
+    root = paths.coco_root(args.data)
+    if args.subset is None or paths.coco_root_problems(root, args.split):
+        kw = {"base_url": args.base_url} if args.base_url else {}
+        report = download.download_coco(root, tuple(args.split), keep_archives=args.keep_archives, **kw)
+        for name, how in report.items():
+            print(f"{name}: {how}")
+    if args.subset is not None:
+        for split in args.split:
+            info = subset.make_subset(paths.ann_file(root, split), paths.ann_file(args.subset, split),
+                                      args.num_images, args.categories, args.seed, images_dir=root / split,
+                                      out_images_dir=Path(args.subset) / split, link=args.link)
+            print(f"{split}: {info['images']} images, {info['annotations']} annotations, "
+                  f"{info['categories']} categories -> {info['out_file']}")
+
+
+# The demo's recipe (see the README for the figures it reaches on a 2-core laptop CPU).
+DEMO = TrainConfig(config="cpu_small", data="shapes", num_images=2000, num_val_images=200, batch_size=4,
+                   iters=1000, optimizer="adamw", lr=2e-3, weight_decay=1e-4, warmup_iters=100,
+                   warmup_factor=0.01, schedule="cosine", log_every=20, ckpt_every=250, seed=0)
+
+
+def cmd_demo(args) -> None:
+    from .evaluation import summary_line
+    from .viz import detections_grid
+
+    start = time.perf_counter()
+    cfg = dataclasses.replace(DEMO, out=args.out, num_val_images=args.num_val_images, device=args.device,
+                              iters=args.iters or DEMO.iters)
+    result = engine.train(cfg)
+    _, val = engine.build_datasets(cfg)
+    model = result.model.eval()
+    images = [val[i][0] for i in range(min(8, len(val)))]
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        detections = [{k: v.cpu() for k, v in d.items()} for d in model([im.to(device) for im in images]).detections]
+    import matplotlib.pyplot as plt
+
+    plt.close(detections_grid(images, detections, val.class_names, path=result.out / "predictions.png"))
+    print(f"checkpoint {result.out / 'last.pt'}, loss curve {result.out / 'loss_curve.png'}, "
+          f"predictions {result.out / 'predictions.png'}")
+    print(summary_line(result.metrics, time.perf_counter() - start))
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download,
+            "demo": cmd_demo}
+
+
+def main(argv=None) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no window, also on a machine without a display
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, FloatingPointError, torch.cuda.OutOfMemoryError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
