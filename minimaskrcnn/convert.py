@@ -111,3 +111,42 @@ def convert_torchvision_fpn_backbone(state_dict: dict, prefix: str = "backbone."
     return out
 
 # (end of the backbone section)
+
+
+# ------------------------------------------------------------------------------------------------
+# Mask R-CNN heads: torchvision maskrcnn_resnet50_fpn -> model.py
+# ------------------------------------------------------------------------------------------------
+#
+#   torchvision maskrcnn_resnet50_fpn                  ours: MaskRCNN (model.py)
+#     backbone.*                                         backbone.* (convert_torchvision_fpn_backbone)
+#     rpn.head.conv.0.0.{w,b}                            rpn.head.conv.{w,b}    (3x3; older: rpn.head.conv)
+#     rpn.head.cls_logits / bbox_pred                    same names
+#     roi_heads.box_head.fc6 / fc7                       same names
+#     roi_heads.box_predictor.cls_score / bbox_pred      same names
+#     roi_heads.mask_head.i.0.{w,b}                      roi_heads.mask_head.convs.i.{w,b}  (older: mask_fcn{i+1})
+#     roi_heads.mask_predictor.conv5_mask / mask_fcn_logits   same names
+
+_HEAD_RULES = [
+    (re.compile(r"^rpn\.head\.conv\.(?:0\.0\.)?(weight|bias)$"), r"rpn.head.conv.\1"),
+    (re.compile(r"^roi_heads\.mask_head\.(\d+)\.0\.(weight|bias)$"), r"roi_heads.mask_head.convs.\1.\2"),
+]
+_OLD_MASK_FCN = re.compile(r"^roi_heads\.mask_head\.mask_fcn(\d+)\.(weight|bias)$")
+
+
+def convert_torchvision_maskrcnn(state_dict: dict) -> dict[str, torch.Tensor]:
+    """torchvision `maskrcnn_resnet50_fpn` state_dict (e.g. its COCO checkpoint) -> our `MaskRCNN`'s
+    with the r50_fpn config (same num_classes). Load with `load_state_dict_strict`.
+
+    Keys that match no rule are kept as they are, so that the strict loader reports them.
+    """
+    out = {"backbone." + k: v for k, v in convert_torchvision_fpn_backbone(state_dict).items()}
+    for key, value in state_dict.items():
+        if key.startswith("backbone."):
+            continue
+        old = _OLD_MASK_FCN.match(key)
+        if old:  # torchvision < 0.13 numbered the mask convs from 1
+            key = f"roi_heads.mask_head.convs.{int(old.group(1)) - 1}.{old.group(2)}"
+        for pattern, ours in _HEAD_RULES:
+            key = pattern.sub(ours, key)
+        out[key] = value
+    return out

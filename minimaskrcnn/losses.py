@@ -13,6 +13,8 @@ Normalizations follow torchvision / Detectron, so that the numbers are comparabl
   only, mean over pixels and positive RoIs; masks of other classes get no gradient (Sec. 3: "no
   competition among classes"). "softmax": the multinomial ablation of Table 2b, see `mask_loss`.
 
+Every loss is computed in float32, also when the network runs under autocast (bf16 / fp16).
+
 Shape glossary:
   S: sampled anchors (all images); P: positive anchors or RoIs; R: sampled RoIs (all images)
   K: classes including background; C: mask channels (K, or 1 if class-agnostic); M: mask size (28)
@@ -29,13 +31,14 @@ MASK_LOSSES = ("sigmoid", "softmax")
 def rpn_objectness_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """logits: (S,) objectness logits of the sampled anchors; labels: (S,) float, 1 object / 0 background.
     Returns the mean binary cross-entropy, a scalar."""
-    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+    # float32 even under autocast: a half-precision mean over thousands of terms loses digits
+    return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
 
 
 def rpn_box_loss(deltas: torch.Tensor, targets: torch.Tensor, num_sampled: int) -> torch.Tensor:
     """deltas, targets: (P, 4) predicted and target (dx, dy, dw, dh) of the positive anchors.
     Returns smooth-L1 summed over them, divided by `num_sampled` (the anchors in the objectness loss)."""
-    loss = F.smooth_l1_loss(deltas, targets.to(deltas.dtype), beta=BOX_BETA, reduction="sum")
+    loss = F.smooth_l1_loss(deltas.float(), targets.float(), beta=BOX_BETA, reduction="sum")
     return loss / max(num_sampled, 1)
 
 
@@ -47,10 +50,10 @@ def fast_rcnn_loss(class_logits: torch.Tensor, box_deltas: torch.Tensor, labels:
     labels: (R,) int64 in 0..K-1 (0 = background); box_targets: (R, 4) encoded ground-truth boxes
     (only rows with labels > 0 are used).
     """
-    loss_cls = F.cross_entropy(class_logits, labels)
+    loss_cls = F.cross_entropy(class_logits.float(), labels)
     fg = torch.nonzero(labels > 0).squeeze(1)  # (P,)
     per_class = box_deltas.reshape(box_deltas.shape[0], -1, 4)  # (R, 4K) -> (R, K, 4)
-    loss_box = F.smooth_l1_loss(per_class[fg, labels[fg]], box_targets[fg].to(box_deltas.dtype),
+    loss_box = F.smooth_l1_loss(per_class[fg, labels[fg]].float(), box_targets[fg].float(),
                                 beta=BOX_BETA, reduction="sum")
     return loss_cls, loss_box / max(labels.numel(), 1)
 
@@ -80,7 +83,7 @@ def mask_loss(mask_logits: torch.Tensor, labels: torch.Tensor, targets: torch.Te
         if mask_logits.shape[1] == 1:
             raise ValueError("the softmax mask loss needs one mask per class, not class-agnostic masks")
         pixel_labels = torch.where(targets >= 0.5, labels[:, None, None], 0)  # (P, M, M) class or background
-        return F.cross_entropy(mask_logits, pixel_labels)
+        return F.cross_entropy(mask_logits.float(), pixel_labels)
     channel = labels if mask_logits.shape[1] > 1 else torch.zeros_like(labels)
     logits = mask_logits[torch.arange(labels.numel(), device=labels.device), channel]  # (P, M, M)
-    return F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype))
+    return F.binary_cross_entropy_with_logits(logits.float(), targets.float())

@@ -55,13 +55,15 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
 def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """NMS within each group (class, or FPN level): boxes of different idxs never suppress each other.
 
-    The trick (as in torchvision): shift each group's boxes by its own offset, larger than any
-    coordinate, so boxes of different groups cannot overlap; then one nms call does every group.
-    Returns int64 indices in decreasing score order.
+    One nms call per group, on the boxes as they are. (Shifting each group by a large offset so that
+    one call does all groups is faster, but costs float32 precision in the IoUs.)
+    Returns int64 indices in decreasing score order, equal scores by increasing index.
     """
     if idxs.shape != scores.shape:
         raise ValueError(f"idxs must be (N,) like scores, got shape {tuple(idxs.shape)}")
-    if boxes.numel() == 0:
-        return torch.empty(0, dtype=torch.int64, device=boxes.device)
-    offsets = idxs.to(boxes.dtype) * (boxes.max() - boxes.min() + 1)  # (N,)
-    return nms(boxes + offsets[:, None], scores, iou_threshold)
+    kept = torch.zeros(scores.shape[0], dtype=torch.bool, device=scores.device)
+    for group in torch.unique(idxs).tolist():
+        members = torch.nonzero(idxs == group).squeeze(1)
+        kept[members[nms(boxes[members], scores[members], iou_threshold)]] = True
+    keep = torch.nonzero(kept).squeeze(1)
+    return keep[torch.sort(scores[keep], descending=True, stable=True).indices]

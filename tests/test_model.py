@@ -1,0 +1,228 @@
+"""The assembled model (model.py): output shapes and dtypes in train and eval mode, an image without
+objects, the presets (cpu_small, R50-FPN, R50-C4) and the paper's ablation switches each run a training
+step, bad input, CUDA with autocast, and a real learning test (overfitting two drawn images)."""
+import dataclasses
+import math
+import time
+
+import pytest
+import torch
+
+from minimaskrcnn.config import cpu_small, r50_c4, r50_fpn
+from minimaskrcnn.model import LOSS_NAMES, MaskRCNN, MaskRCNNOutput
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")
+
+
+def drawn_image(shapes, size=(96, 112), seed=0):
+    """An image with filled rectangles ("box", label 1) and discs ("disc", label 2) on a noisy
+    background, and its targets. shapes: list of (kind, x1, y1, x2, y2)."""
+    g = torch.Generator().manual_seed(seed)
+    H, W = size
+    image = 0.1 * torch.rand(3, H, W, generator=g) + 0.2
+    yy, xx = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(W) + 0.5, indexing="ij")
+    boxes, labels, masks = [], [], []
+    for i, (kind, x1, y1, x2, y2) in enumerate(shapes):
+        if kind == "box":
+            m = (xx >= x1) & (xx <= x2) & (yy >= y1) & (yy <= y2)
+        else:
+            cx, cy, r = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 2
+            m = (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
+        colour = torch.tensor([0.9, 0.3, 0.2]) if kind == "box" else torch.tensor([0.2, 0.8, 0.9])
+        image[:, m] = colour[:, None]
+        ys, xs = torch.nonzero(m, as_tuple=True)
+        boxes.append([xs.min().item(), ys.min().item(), xs.max().item() + 1, ys.max().item() + 1])
+        labels.append(1 if kind == "box" else 2)
+        masks.append(m.to(torch.uint8))
+    target = {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+              "labels": torch.tensor(labels, dtype=torch.int64),
+              "masks": torch.stack(masks) if masks else torch.zeros(0, H, W, dtype=torch.uint8)}
+    return image, target
+
+
+def two_images():
+    a = drawn_image([("box", 10, 12, 50, 40), ("disc", 60, 50, 100, 90)], seed=0)
+    b = drawn_image([("disc", 20, 30, 56, 66), ("box", 64, 8, 104, 30)], seed=1)
+    return [a[0], b[0]], [a[1], b[1]]
+
+
+def small(cfg, size=96):
+    """A preset at a small input size, so that the big presets run in a test."""
+    return dataclasses.replace(cfg, transform=dataclasses.replace(cfg.transform, min_size=size, max_size=size))
+
+
+def check_losses(losses):
+    assert set(losses) == set(LOSS_NAMES)
+    for name, v in losses.items():
+        assert v.dim() == 0 and v.dtype == torch.float32 and torch.isfinite(v), name
+
+
+def check_detections(detections, images, num_classes):
+    assert len(detections) == len(images)
+    for d, im in zip(detections, images):
+        D = d["boxes"].shape[0]
+        assert d["boxes"].shape == (D, 4) and d["boxes"].dtype == torch.float32
+        assert d["scores"].shape == (D,) and d["scores"].dtype == torch.float32
+        assert d["labels"].shape == (D,) and d["labels"].dtype == torch.int64
+        assert d["masks"].shape == (D, *im.shape[1:]) and d["masks"].dtype == torch.float32
+        if D:
+            assert d["labels"].min() >= 1 and d["labels"].max() < num_classes
+            assert (d["scores"][:-1] >= d["scores"][1:]).all()
+            assert d["boxes"][:, 2].max() <= im.shape[2] and d["boxes"][:, 3].max() <= im.shape[1]
+            assert d["masks"].min() >= 0 and d["masks"].max() <= 1
+
+
+def test_train_and_eval_outputs_cpu_small():
+    torch.manual_seed(0)
+    model = MaskRCNN(cpu_small())
+    images, targets = two_images()
+    out = model(images, targets)
+    assert isinstance(out, MaskRCNNOutput) and out.detections is None
+    check_losses(out.losses)
+    sum(out.losses.values()).backward()
+
+    model.eval()
+    with torch.no_grad():
+        out = model(images)
+        assert out.losses == {}
+        check_detections(out.detections, images, 4)
+        both = model(images, targets)  # a validation loss: losses and detections together
+    check_losses(both.losses)
+    check_detections(both.detections, images, 4)
+    assert targets[0]["boxes"][0].tolist() == [10, 12, 50, 40]  # the caller's targets are untouched
+
+
+def test_an_image_without_objects_trains():
+    torch.manual_seed(0)
+    model = MaskRCNN(cpu_small())
+    image, target = drawn_image([])
+    out = model([image], [target])
+    check_losses(out.losses)
+    assert out.losses["loss_mask"].item() == 0 and out.losses["loss_box"].item() == 0
+    sum(out.losses.values()).backward()
+    mask_params = list(model.roi_heads.mask_head.parameters()) + list(model.roi_heads.mask_predictor.parameters())
+    assert all(p.grad is not None and p.grad.eq(0).all() for p in mask_params)  # connected, zero
+
+
+def test_mixed_batch_with_an_empty_image():
+    torch.manual_seed(0)
+    images, targets = two_images()
+    empty_image, empty = drawn_image([], seed=3)
+    out = MaskRCNN(cpu_small())([images[0], empty_image], [targets[0], empty])
+    check_losses(out.losses)
+    assert out.losses["loss_mask"].item() > 0
+
+
+@pytest.mark.parametrize("preset", [r50_fpn, r50_c4])
+def test_paper_presets_build_and_run_a_training_step(preset):
+    torch.manual_seed(0)
+    cfg = small(preset(num_classes=3), 64)
+    model = MaskRCNN(cfg)
+    images, targets = two_images()
+    out = model(images, targets)
+    check_losses(out.losses)
+    sum(out.losses.values()).backward()
+    grads = [p.grad for p in model.roi_heads.parameters() if p.requires_grad]
+    assert grads and all(g is not None for g in grads)
+
+
+@pytest.mark.parametrize("change", [
+    {"mask_loss": "softmax"}, {"class_agnostic_masks": True}, {"mask_head": "mlp"},
+    {"pooler": "pool"}, {"pooler": "warp"}, {"pooler": "align", "aligned": True, "pool_mode": "max"},
+])
+def test_ablation_switches_train_and_detect(change):
+    torch.manual_seed(0)
+    cfg = cpu_small()
+    cfg.roi_heads = dataclasses.replace(cfg.roi_heads, **change)
+    model = MaskRCNN(cfg)
+    images, targets = two_images()
+    out = model(images, targets)
+    check_losses(out.losses)
+    sum(out.losses.values()).backward()
+    model.eval()
+    with torch.no_grad():
+        check_detections(model(images).detections, images, 4)
+
+
+def test_bad_input_raises_value_error():
+    model = MaskRCNN(cpu_small())
+    images, targets = two_images()
+    with pytest.raises(ValueError, match="targets are required"):
+        model(images)
+    with pytest.raises(ValueError, match="masks"):
+        model(images, [{k: v for k, v in t.items() if k != "masks"} for t in targets])
+    with pytest.raises(ValueError, match=r"images\[1\]"):
+        model([images[0], images[1][:2]], targets)
+    cfg = cpu_small()
+    cfg.anchors = dataclasses.replace(cfg.anchors, sizes=((16,), (32,)))
+    with pytest.raises(ValueError, match="AnchorConfig.sizes"):
+        MaskRCNN(cfg)
+
+
+@CUDA
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16, torch.float16])
+def test_cuda_train_and_eval_under_autocast(dtype):
+    torch.manual_seed(0)
+    model = MaskRCNN(cpu_small()).cuda()
+    images, targets = two_images()
+    images = [im.cuda() for im in images]
+    targets = [{k: v.cuda() for k, v in t.items()} for t in targets]
+    with torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
+        out = model(images, targets)
+    check_losses(out.losses)
+    sum(out.losses.values()).backward()
+    model.eval()
+    with torch.no_grad(), torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
+        out = model(images)
+    for d in out.detections:
+        assert d["boxes"].is_cuda and d["boxes"].dtype == torch.float32 and d["masks"].dtype == torch.float32
+    check_detections([{k: v.cpu() for k, v in d.items()} for d in out.detections], [im.cpu() for im in images], 4)
+
+
+@CUDA
+def test_cuda_matches_cpu_in_eval():
+    torch.manual_seed(0)
+    model = MaskRCNN(cpu_small()).eval()
+    with torch.no_grad():
+        model.roi_heads.box_predictor.cls_score.bias[1:] = 3.0  # detections from a random model
+    images, _ = two_images()
+    with torch.no_grad():
+        cpu = model(images).detections
+        gpu = model.cuda()([im.cuda() for im in images]).detections
+    for a, b in zip(cpu, gpu):
+        assert a["boxes"].shape[0] > 0
+        torch.testing.assert_close(b["boxes"].cpu(), a["boxes"], rtol=1e-3, atol=1e-3)
+        torch.testing.assert_close(b["scores"].cpu(), a["scores"], rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_cpu_small_overfits_two_images():
+    """A real learning test: two drawn images, a few hundred SGD steps, the total loss near zero and
+    both objects of each image detected with their class and an accurate mask."""
+    torch.manual_seed(0)
+    model = MaskRCNN(cpu_small())
+    images, targets = two_images()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.02, momentum=0.9,
+                          weight_decay=1e-4)
+    start, first = time.perf_counter(), None
+    for step in range(300):
+        losses = model(images, targets).losses
+        total = sum(losses.values())
+        first = first if first is not None else total.item()
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+    elapsed = time.perf_counter() - start
+    assert total.item() < 0.1 * first and total.item() < 0.25, {k: v.item() for k, v in losses.items()}
+    assert elapsed < 60
+    model.eval()
+    with torch.no_grad():
+        detections = model(images).detections
+    for d, t in zip(detections, targets):
+        for gt_box, gt_label, gt_mask in zip(t["boxes"], t["labels"], t["masks"]):
+            hit = d["labels"][:3] == gt_label  # among the top three detections
+            assert hit.any()
+            i = torch.nonzero(hit)[0, 0]
+            mask = d["masks"][i] >= 0.5
+            iou = (mask & gt_mask.bool()).sum() / (mask | gt_mask.bool()).sum()
+            assert iou > 0.8 and d["scores"][i] > 0.8

@@ -1,0 +1,143 @@
+"""The strongest check of the whole model: torchvision's maskrcnn_resnet50_fpn, with random weights,
+converted into ours (strict), gives the same RPN outputs, proposals, detections and masks.
+
+torchvision is the independent reference; its intermediates are read with forward hooks. The images
+are small and both models are set to the same small sizes and counts so that this runs in seconds:
+transform min/max size, post-NMS proposals and detections per image (the mask FCN on 100 RoIs of 256
+channels would dominate the run time on a CPU).
+"""
+import dataclasses
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from minimaskrcnn.config import r50_fpn
+from minimaskrcnn.convert import convert_torchvision_maskrcnn, load_state_dict_strict
+from minimaskrcnn.model import MaskRCNN
+
+TOL = dict(rtol=1e-4, atol=1e-4)
+MIN_SIZE, MAX_SIZE, POST_NMS, DETECTIONS = 192, 320, 300, 10
+
+
+def randomize(tv: nn.Module) -> nn.Module:
+    """Non-trivial BN statistics (fresh BN is the identity in eval mode, which would hide a wrong
+    conversion), a wide spread of RPN objectness (no near-ties at the top-k cut) and classifier
+    biases that lift classes 1..6 above the 0.05 score threshold."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in tv.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                c = m.running_mean.shape[0]
+                m.running_mean.copy_(0.2 * torch.randn(c, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(c, generator=g))
+                m.weight.copy_(0.5 + 0.5 * torch.rand(c, generator=g))
+                m.bias.copy_(0.1 * torch.randn(c, generator=g))
+        tv.rpn.head.cls_logits.weight.normal_(0, 0.5, generator=g)
+        bias = tv.roi_heads.box_predictor.cls_score.bias
+        bias.zero_()
+        bias[1:7] = torch.linspace(3.0, 4.0, 6)
+    return tv
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.manual_seed(0)
+    tv = torchvision.models.detection.maskrcnn_resnet50_fpn(
+        weights=None, weights_backbone=None, num_classes=91, min_size=MIN_SIZE, max_size=MAX_SIZE,
+        rpn_post_nms_top_n_test=POST_NMS, box_detections_per_img=DETECTIONS)
+    tv = randomize(tv).eval()
+    cfg = r50_fpn(num_classes=91)
+    cfg.transform = dataclasses.replace(cfg.transform, min_size=MIN_SIZE, max_size=MAX_SIZE)
+    cfg.rpn = dataclasses.replace(cfg.rpn, post_nms_top_n_test=POST_NMS)
+    cfg.roi_heads = dataclasses.replace(cfg.roi_heads, detections_per_img=DETECTIONS)
+    ours = MaskRCNN(cfg).eval()
+    load_state_dict_strict(ours, convert_torchvision_maskrcnn(tv.state_dict()), "maskrcnn_resnet50_fpn")
+    return tv, ours
+
+
+@pytest.fixture(scope="module")
+def runs(models):
+    """Both models on the same two images; torchvision's intermediates by hooks, ours stage by stage."""
+    tv, ours = models
+    g = torch.Generator().manual_seed(1)
+    images = [torch.rand(3, 200, 300, generator=g), torch.rand(3, 230, 170, generator=g)]
+    seen = {}
+
+    def keep(name):  # copies the detection dicts, which torchvision's postprocess rewrites in place
+        return lambda module, inputs, out: seen.__setitem__(name, ([dict(d) for d in out[0]], out[1])
+                                                            if name == "roi_heads" else out)
+
+    hooks = [mod.register_forward_hook(keep(name))
+             for name, mod in [("rpn_head", tv.rpn.head), ("rpn", tv.rpn), ("roi_heads", tv.roi_heads)]]
+    with torch.no_grad():
+        tv_out = tv(images)
+        batch, _ = ours.transform(images)
+        features = ours.backbone(batch.tensors)
+        head = ours.rpn.head(list(features.values()))
+        proposals, _ = ours.rpn(batch, features)
+        detections, _ = ours.roi_heads(features, proposals, batch.image_sizes)
+        detections = [dict(d) for d in detections]
+        final = ours.transform.postprocess(detections, batch)
+        whole = ours(images)
+    for h in hooks:
+        h.remove()
+    return dict(tv=tv_out, seen=seen, head=head, proposals=proposals, detections=detections,
+                final=final, whole=whole)
+
+
+def test_conversion_is_strict_and_complete(models):
+    tv, ours = models
+    converted = convert_torchvision_maskrcnn(tv.state_dict())
+    # BatchNorm2d's step counter is kept by the converter and ignored by our frozen BN
+    assert {k for k in converted if not k.endswith("num_batches_tracked")} == set(ours.state_dict())
+
+
+def test_rpn_objectness_and_deltas(runs):
+    tv_logits, tv_deltas = runs["seen"]["rpn_head"]
+    logits, deltas = runs["head"]
+    assert len(logits) == len(tv_logits) == 5
+    for a, b in zip(logits + deltas, tv_logits + tv_deltas):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, **TOL)
+
+
+def test_same_proposals(runs):
+    tv_boxes, _ = runs["seen"]["rpn"]
+    for ours, ref in zip(runs["proposals"], tv_boxes):
+        assert ours.shape == ref.shape and ours.shape[0] > 50
+        torch.testing.assert_close(ours, ref, **TOL)
+
+
+def test_same_detections_before_and_after_resizing(runs):
+    tv_dets, _ = runs["seen"]["roi_heads"]
+    for ours, ref, final, tv_final in zip(runs["detections"], tv_dets, runs["final"], runs["tv"]):
+        assert ours["boxes"].shape[0] == ref["boxes"].shape[0] == DETECTIONS
+        torch.testing.assert_close(ours["boxes"], ref["boxes"], **TOL)
+        torch.testing.assert_close(ours["scores"], ref["scores"], **TOL)
+        assert torch.equal(ours["labels"], ref["labels"])
+        torch.testing.assert_close(final["boxes"], tv_final["boxes"], **TOL)
+        assert final["boxes"].dtype == torch.float32 and final["labels"].dtype == torch.int64
+
+
+def test_mask_probabilities_before_pasting(runs):
+    tv_dets, _ = runs["seen"]["roi_heads"]
+    for ours, ref in zip(runs["detections"], tv_dets):
+        assert ours["masks"].shape == (DETECTIONS, 28, 28)
+        torch.testing.assert_close(ours["masks"], ref["masks"][:, 0], **TOL)
+
+
+def test_pasted_masks_agree(runs):
+    for final, ref, size in zip(runs["final"], runs["tv"], [(200, 300), (230, 170)]):
+        assert final["masks"].shape == (DETECTIONS, *size) and final["masks"].dtype == torch.float32
+        for a, b in zip(final["masks"] >= 0.5, ref["masks"][:, 0] >= 0.5):
+            union = (a | b).sum().item()
+            assert union == 0 or (a & b).sum().item() / union >= 0.98
+
+
+def test_whole_forward_equals_stage_by_stage(runs):
+    assert runs["whole"].losses == {}
+    for a, b in zip(runs["whole"].detections, runs["final"]):
+        for key in ("boxes", "scores", "labels", "masks"):
+            torch.testing.assert_close(a[key], b[key])
