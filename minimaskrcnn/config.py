@@ -58,6 +58,9 @@ class RoIHeadsConfig:
     pool_mode: str = "avg"  # "avg" or "max" aggregation of the samples (Table 2c)
     box_pool_size: int = 7  # RoI feature size of the box branch; paper: 7x7
     mask_pool_size: int = 14  # RoI feature size of the mask branch; paper (FPN): 14x14
+    # maps every RoI pools from; () = by RoI size over P2-P5 (FPN) or the one C4 map. The ablations use
+    # ("p4",), a single stride-16 map as in Table 2c, and ("p5",), stride 32 as in Table 2d
+    pool_levels: tuple = ()
 
     # proposal labelling and sampling (Sec. 3.1, "Training")
     fg_iou_thresh: float = 0.5  # RoI IoU >= 0.5 with a ground-truth box is foreground

@@ -30,8 +30,14 @@ POOLERS = ("align", "pool", "warp")
 FPN_ROI_LEVELS = ("p2", "p3", "p4", "p5")  # P6 only feeds the RPN (FPN paper, Sec. 4.2)
 
 
-def roi_feature_strides(strides: dict[str, int]) -> dict[str, int]:
-    """The maps RoIs pool from, with their strides: P2..P5 of an FPN backbone, else all (C4: "c4")."""
+def roi_feature_strides(strides: dict[str, int], levels: tuple = ()) -> dict[str, int]:
+    """The maps RoIs pool from, with their strides: `levels` when given (RoIHeadsConfig.pool_levels),
+    else P2..P5 of an FPN backbone, else all (C4: "c4")."""
+    if levels:
+        missing = [name for name in levels if name not in strides]
+        if missing:
+            raise ValueError(f"RoIHeadsConfig.pool_levels {missing} are not among the backbone's maps {list(strides)}")
+        return {name: strides[name] for name in levels}
     if all(name in strides for name in FPN_ROI_LEVELS):
         return {name: strides[name] for name in FPN_ROI_LEVELS}
     return dict(strides)

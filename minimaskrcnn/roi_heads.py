@@ -132,7 +132,7 @@ class RoIHeads(nn.Module):
             raise ValueError("RoIHeadsConfig: mask_loss='softmax' needs class-specific masks "
                              "(class_agnostic_masks=False)")
         self.cfg, self.num_classes = cfg, num_classes
-        self.strides = roi_feature_strides(strides)
+        self.strides = roi_feature_strides(strides, cfg.pool_levels)
         self.c4 = res5 is not None
         if self.c4:
             self.box_head = C4BoxHead(res5)
