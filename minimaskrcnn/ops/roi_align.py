@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .rois import as_rois, feature_table
+from .rois import as_rois, feature_table, no_rois_output
 
 MODES = ("avg", "max")
 
@@ -78,7 +78,7 @@ def roi_align(input: torch.Tensor, boxes, output_size, spatial_scale: float = 1.
     N, C, H, W = input.shape
     K = rois.shape[0]
     if K == 0:
-        return input.new_zeros(0, C, P, Q)
+        return no_rois_output(input, (P, Q))
 
     # The RoI in feature-map coordinates, unquantized.
     box = rois[:, 1:] * spatial_scale - (0.5 if aligned else 0.0)  # (K, 4)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .rois import as_rois, feature_table, round_half_away
+from .rois import as_rois, feature_table, no_rois_output, round_half_away
 
 
 def bin_edges(start: torch.Tensor, end: torch.Tensor, bins: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,7 +39,7 @@ def roi_pool(input: torch.Tensor, boxes, output_size, spatial_scale: float = 1.0
     N, C, H, W = input.shape
     K = rois.shape[0]
     if K == 0:
-        return input.new_zeros(0, C, P, Q)
+        return no_rois_output(input, (P, Q))
 
     box = round_half_away(rois[:, 1:] * spatial_scale)  # (K, 4) first quantization: whole pixels
     y_lo, y_hi = bin_edges(box[:, 1], box[:, 3], P, H)  # (K, P) second quantization: the bins

@@ -50,6 +50,13 @@ def round_half_away(x: torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * torch.floor(x.abs() + 0.5)
 
 
+def no_rois_output(input: torch.Tensor, output_size: tuple[int, int]) -> torch.Tensor:
+    """The (0, C, P, Q) result for no RoIs: a view of input, so that it stays in input's autograd graph and
+    a backward pass through it works (giving input a zero gradient), as with torchvision."""
+    C = input.shape[1]
+    return input[:0, :, :1, :1].expand(0, C, *output_size)  # (0, C, 1, 1) -> (0, C, P, Q)
+
+
 def feature_table(input: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) -> (N*H*W, C): one row per feature-map position, the lookup table the RoI ops
     gather from (row n*H*W + y*W + x holds the C channels at pixel (y, x) of image n)."""
