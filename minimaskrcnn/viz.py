@@ -257,18 +257,24 @@ def activation_grid(maps, num: int = 16, cols: int = 8, size: float = 1.1, title
 ANCHOR_COLORS = {"positive": "limegreen", "ignored": "orange", "negative": "0.6"}
 
 
-def draw_anchor_labels(ax, anchors, labels, num_negatives: int = 0, seed: int = 0, linewidth: float = 1.0):
+def draw_anchor_labels(ax, anchors, labels, num_negatives: int = 0, num_ignored: int | None = None, seed: int = 0,
+                       linewidth: float = 1.0):
     """Draw labelled anchors: positives (label 1) green, ignored (-1) dashed orange, and a random
     `num_negatives` of the negatives (0) thin grey (all of them would hide the image).
 
     anchors: (T, 4) (x1, y1, x2, y2) image pixels; labels: (T,) int, 1 / 0 / -1 as rpn.label_anchors.
+    num_ignored: draw only a random subset of that many ignored anchors (None: all of them).
     """
     anchors = torch.as_tensor(anchors).detach().cpu().float().reshape(-1, 4)
     labels = torch.as_tensor(labels).detach().cpu()
-    negative = torch.nonzero(labels == 0).squeeze(1)
-    pick = negative[torch.randperm(negative.numel(), generator=torch.Generator().manual_seed(seed))[:num_negatives]]
-    draw_boxes(ax, anchors[pick], ANCHOR_COLORS["negative"], linewidth=0.5 * linewidth)
-    draw_boxes(ax, anchors[labels == -1], ANCHOR_COLORS["ignored"], linewidth=linewidth, linestyle="--")
+    generator = torch.Generator().manual_seed(seed)
+
+    def some(label, n):  # indices of at most n random anchors with this label
+        idx = torch.nonzero(labels == label).squeeze(1)
+        return idx if n is None else idx[torch.randperm(idx.numel(), generator=generator)[:n]]
+
+    draw_boxes(ax, anchors[some(0, num_negatives)], ANCHOR_COLORS["negative"], linewidth=0.5 * linewidth)
+    draw_boxes(ax, anchors[some(-1, num_ignored)], ANCHOR_COLORS["ignored"], linewidth=linewidth, linestyle="--")
     draw_boxes(ax, anchors[labels == 1], ANCHOR_COLORS["positive"], linewidth=linewidth)
     return ax
 

@@ -101,6 +101,12 @@ def test_draw_anchor_labels_draws_each_kind_in_its_colour():
     positive = [p for p in ax.patches if matplotlib.colors.to_hex(p.get_edgecolor()) == hexes["positive"]][0]
     assert positive.get_xy() == (-0.5, -0.5)
     plt.close(fig)
+    fig, ax = plt.subplots()
+    viz.draw_anchor_labels(ax, anchors.repeat(3, 1), labels.repeat(3), num_negatives=0, num_ignored=2)
+    colors = [matplotlib.colors.to_hex(p.get_edgecolor()) for p in ax.patches]
+    assert colors.count(hexes["ignored"]) == 2 and colors.count(hexes["positive"]) == 3
+    assert colors.count(hexes["negative"]) == 0
+    plt.close(fig)
 
 
 def test_show_level_maps_one_panel_per_level_with_the_values(tmp_path):
