@@ -2,22 +2,27 @@
 
 Used twice in Mask R-CNN: on RPN proposals (IoU 0.7) and, per class, on the final detections (IoU 0.5).
 
-The greedy loop is inherently sequential (whether box i survives depends on which earlier boxes did),
-but the expensive part, the IoUs, is not. So, like torchvision's CUDA kernel, we compute the overlaps
-of a block of boxes against all lower-scoring ones at once, and only walk the resulting yes/no matrix
-one box at a time. Boxes already suppressed when their block comes up are left out of the IoU work.
+The greedy rule is sequential (whether box i survives depends on which earlier boxes did), but a Python
+loop over boxes is slow, so we work a block of B boxes (in score order) at a time, with tensor operations:
+
+1. Inside the block, box j survives if it was not suppressed by an earlier block and no *surviving*
+   box i < j of the block overlaps it. That is a fixed point, keep = alive & ~any_i(keep_i & overlap_ij),
+   which we find by iterating from "all alive survive". Because box j depends only on boxes before
+   it, the iteration settles within a few steps (the longest chain of suppressions in the block), and
+   the only vector that does not change under the update is the greedy answer.
+2. The block's survivors then suppress every later box they overlap, at once. Later boxes already
+   suppressed are left out of the IoU work, and so are the block's own suppressed boxes.
 
 Shape glossary:
-  N: boxes; B: boxes per block
+  N: boxes; B: boxes per block; R: survivors of a block; M: later boxes not yet suppressed
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from .boxes import box_iou
 
-BLOCK = 256  # rows of the overlap matrix computed at once
+BLOCK = 128  # boxes resolved at once
 
 
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
@@ -33,23 +38,29 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
     if boxes.device != scores.device:
         raise ValueError(f"boxes are on {boxes.device} but scores on {scores.device}")
     order = torch.sort(scores, descending=True, stable=True).indices  # (N,)
-    sorted_boxes = boxes[order]
+    boxes = boxes[order]  # from here on, box i is the i-th best
     n = boxes.shape[0]
-    suppressed = np.zeros(n, dtype=bool)  # a NumPy array on the CPU: the walk below is sequential
-    keep = []
+    suppressed = torch.zeros(n, dtype=torch.bool, device=boxes.device)
     for start in range(0, n, BLOCK):
-        rows = start + np.flatnonzero(~suppressed[start:start + BLOCK])  # survivors so far
-        if rows.size == 0:
-            continue
-        # overlaps[r, j]: does survivor r suppress box start + j?  (R, N - start)
-        survivors = sorted_boxes[torch.from_numpy(rows).to(boxes.device)]
-        overlaps = (box_iou(survivors, sorted_boxes[start:]) > iou_threshold).cpu().numpy()
-        for r, i in enumerate(rows.tolist()):
-            if suppressed[i]:  # suppressed by a survivor earlier in this block
-                continue
-            keep.append(i)
-            suppressed[start:] |= overlaps[r]
-    return order[torch.tensor(keep, dtype=torch.int64, device=boxes.device)]
+        end = min(start + BLOCK, n)
+        # 1. Resolve the block. later[i, j]: box i comes before box j (only earlier boxes suppress).
+        block = boxes[start:end]
+        later = torch.ones(end - start, end - start, dtype=torch.bool, device=boxes.device).triu_(1)  # (B, B)
+        suppresses = (box_iou(block, block) > iou_threshold) & later  # (B, B)
+        alive = ~suppressed[start:end]  # (B,)
+        keep = alive
+        while True:
+            update = alive & ~(suppresses & keep[:, None]).any(dim=0)  # (B,)
+            if torch.equal(update, keep):
+                break
+            keep = update
+        suppressed[start:end] = ~keep
+        # 2. The block's survivors suppress the later boxes they overlap.
+        rest = end + torch.nonzero(~suppressed[end:]).squeeze(1)  # (M,) later boxes still in play
+        if len(rest) and keep.any():
+            hit = (box_iou(block[keep], boxes[rest]) > iou_threshold).any(dim=0)  # (R, M) -> (M,)
+            suppressed[rest[hit]] = True
+    return order[~suppressed]
 
 
 def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float) -> torch.Tensor:
