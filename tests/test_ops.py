@@ -122,6 +122,18 @@ def test_nms_by_hand_ties_identical_boxes_and_the_threshold():
     # groups never suppress each other; the result is in decreasing score order
     assert batched_nms(boxes, torch.tensor([0.1, 0.2, 0.3, 0.9]), torch.tensor([0, 1, 1, 1]), 0.5).tolist() == [3, 2, 0]
     assert nms(torch.zeros(0, 4), torch.zeros(0), 0.5).tolist() == []
+
+
+def test_nms_long_chain_of_suppressions_across_blocks():
+    """Boxes sliding by 2 pixels: IoU 8/12 with the next, 6/14 with the one after. At 0.5 each kept box
+    suppresses only its successor, which then cannot suppress the next: every other box stays. The
+    longest possible chain for the block-wise fixed point, over several blocks."""
+    x = 2.0 * torch.arange(300.0)
+    boxes = torch.stack([x, torch.zeros(300), x + 10, torch.full((300,), 10.0)], dim=1)
+    scores = torch.linspace(1, 0, 300)
+    assert nms(boxes, scores, 0.5).tolist() == list(range(0, 300, 2))
+    for threshold in (0.2, 0.4, 0.7):
+        assert torch.equal(nms(boxes, scores, threshold), torchvision.ops.nms(boxes, scores, threshold))
     assert batched_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), 0.5).tolist() == []
 
 
