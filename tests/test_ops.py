@@ -122,6 +122,7 @@ def test_nms_by_hand_ties_identical_boxes_and_the_threshold():
     # groups never suppress each other; the result is in decreasing score order
     assert batched_nms(boxes, torch.tensor([0.1, 0.2, 0.3, 0.9]), torch.tensor([0, 1, 1, 1]), 0.5).tolist() == [3, 2, 0]
     assert nms(torch.zeros(0, 4), torch.zeros(0), 0.5).tolist() == []
+    assert batched_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), 0.5).tolist() == []
 
 
 def test_nms_long_chain_of_suppressions_across_blocks():
@@ -134,7 +135,6 @@ def test_nms_long_chain_of_suppressions_across_blocks():
     assert nms(boxes, scores, 0.5).tolist() == list(range(0, 300, 2))
     for threshold in (0.2, 0.4, 0.7):
         assert torch.equal(nms(boxes, scores, threshold), torchvision.ops.nms(boxes, scores, threshold))
-    assert batched_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), 0.5).tolist() == []
 
 
 # --- bad arguments ---
