@@ -1,0 +1,297 @@
+"""The paper's ablations (Table 2), in miniature: `python -m minimaskrcnn ablate STUDY`.
+
+Each study trains the CPU-sized model on the synthetic shapes once per variant and seed, with the
+same data, schedule and seeds for every variant, so that the variant is the only difference. It
+writes a Markdown table and a JSON file (mask and box AP, AP50, AP75: mean and spread over the
+seeds, with the paper's numbers beside ours) and a bar chart.
+
+The studies, after Table 2 of the paper:
+  roi_layer     2c: RoIPool, RoIWarp, RoIAlign (max) and RoIAlign (avg), RoIs pooled at stride 16
+  large_stride  2d: RoIPool against RoIAlign, RoIs pooled at stride 32
+  mask_loss     2b: per-class sigmoid (binary loss) against multinomial softmax
+  agnostic      Sec. 4.2: class-specific against class-agnostic masks
+  mask_head     2e: the FCN mask head against an MLP
+  aligned       not in the paper: RoIAlign with aligned=False against aligned=True
+
+The paper's numbers are COCO mask AP of ResNet-50 models (C4 for 2b/2c, C5 for 2d, FPN for 2e);
+ours are on 128 x 128 synthetic shapes with a small from-scratch model. Compare directions, not values.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import config as config_lib
+from . import engine
+
+METRICS = ("AP", "AP50", "AP75")
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str  # used in file names, e.g. "roialign_avg"
+    label: str  # as in the paper's table, e.g. "RoIAlign (avg)"
+    overrides: dict  # RoIHeadsConfig fields this variant sets
+    paper: dict = field(default_factory=dict)  # {"mask": (AP, AP50, AP75), "box": ...}; None where not given
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    title: str
+    paper_setting: str  # the paper's backbone for this table
+    variants: tuple
+    common: dict = field(default_factory=dict)  # RoIHeadsConfig fields every variant sets
+    expectation: str = ""  # the paper's headline effect, in words
+    claim: tuple = ()  # (better, worse, metric): the headline effect to check, or (a, b, metric, "close")
+
+
+STRIDE_16, STRIDE_32 = {"pool_levels": ("p4",)}, {"pool_levels": ("p5",)}
+ALIGN_AVG = {"pooler": "align", "pool_mode": "avg"}
+
+STUDIES = {s.name: s for s in (
+    Study("roi_layer", "RoI layer (Table 2c), stride 16", "ResNet-50-C4", (
+        Variant("roipool", "RoIPool", {"pooler": "pool"}, {"mask": (26.9, 48.8, 26.4)}),
+        Variant("roiwarp", "RoIWarp (avg)", {"pooler": "warp"}, {"mask": (27.1, 48.9, 27.1)}),
+        Variant("roialign_max", "RoIAlign (max)", {"pooler": "align", "pool_mode": "max"}, {"mask": (30.2, 51.0, 31.8)}),
+        Variant("roialign_avg", "RoIAlign (avg)", ALIGN_AVG, {"mask": (30.3, 51.2, 31.5)}),
+    ), STRIDE_16, "RoIAlign beats RoIPool and RoIWarp by about 3 AP, most of it at AP75; max and avg tie.",
+        ("roialign_avg", "roipool", "mask_AP75")),
+    Study("large_stride", "RoIPool vs RoIAlign at stride 32 (Table 2d)", "ResNet-50-C5", (
+        Variant("roipool", "RoIPool", {"pooler": "pool"}, {"mask": (23.6, 46.5, 21.6), "box": (28.2, 52.7, 26.9)}),
+        Variant("roialign", "RoIAlign", ALIGN_AVG, {"mask": (30.9, 51.8, 32.1), "box": (34.0, 55.3, 36.4)}),
+    ), STRIDE_32, "At stride 32 the gap grows: +7.3 mask AP, +10.5 AP75, and +5.8 box AP.",
+        ("roialign", "roipool", "mask_AP75")),
+    Study("mask_loss", "Multinomial vs independent masks (Table 2b)", "ResNet-50-C4", (
+        Variant("softmax", "softmax (multinomial)", {"mask_loss": "softmax"}, {"mask": (24.8, 44.1, 25.1)}),
+        Variant("sigmoid", "sigmoid (binary, ours)", {"mask_loss": "sigmoid"}, {"mask": (30.3, 51.2, 31.5)}),
+    ), {}, "Decoupling masks from classes (sigmoid) beats the softmax by 5.5 mask AP.",
+        ("sigmoid", "softmax", "mask_AP")),
+    Study("agnostic", "Class-specific vs class-agnostic masks (Sec. 4.2)", "ResNet-50-C4", (
+        Variant("specific", "class-specific", {"class_agnostic_masks": False}, {"mask": (30.3, None, None)}),
+        Variant("agnostic", "class-agnostic", {"class_agnostic_masks": True}, {"mask": (29.7, None, None)}),
+    ), {}, "A single class-agnostic mask is nearly as good: 29.7 against 30.3 mask AP.",
+        ("specific", "agnostic", "mask_AP", "close")),
+    Study("mask_head", "Mask branch: MLP vs FCN (Table 2e)", "ResNet-50-FPN", (
+        Variant("mlp", "MLP (fc 1024, 1024)", {"mask_head": "mlp"}, {"mask": (31.5, 53.7, 32.8)}),
+        Variant("fcn", "FCN (4 convs + deconv)", {"mask_head": "fcn"}, {"mask": (33.6, 55.2, 35.3)}),
+    ), {}, "The FCN, which keeps the mask's spatial layout, beats the MLP by 2.1 mask AP.",
+        ("fcn", "mlp", "mask_AP")),
+    Study("aligned", "RoIAlign: aligned=False vs aligned=True (not in the paper)", "-", (
+        Variant("unaligned", "aligned=False (paper, torchvision)", {"aligned": False}),
+        Variant("aligned", "aligned=True (half-pixel shift)", {"aligned": True}),
+    ), ALIGN_AVG, "Not in the paper. Detectron2 reports aligned=True as slightly better.",
+        ("aligned", "unaligned", "mask_AP75")),
+)}
+
+
+def study_train_config(iters: int | None = None) -> engine.TrainConfig:
+    """The schedule every run of a study uses: the demo's recipe, shortened so that a study with 4
+    variants x 3 seeds fits in an hour on a 2-core CPU."""
+    from .cli import DEMO  # the CLI owns the demo's recipe
+
+    return dataclasses.replace(DEMO, iters=iters or ABLATION_ITERS, ckpt_every=10**9, progress=False)
+
+
+ABLATION_ITERS = 400  # optimizer steps per run (the demo: see cli.DEMO)
+
+
+def variant_config(study: Study, variant: Variant, num_classes: int, cfg: engine.TrainConfig) -> config_lib.ModelConfig:
+    """The model config of one variant: the training preset with the study's and variant's RoI-head fields."""
+    base = engine.build_model_config(cfg, num_classes)
+    fields = {f.name for f in dataclasses.fields(config_lib.RoIHeadsConfig)}
+    overrides = {**study.common, **variant.overrides}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"study {study.name}, variant {variant.name}: unknown RoIHeadsConfig fields {unknown}")
+    return dataclasses.replace(base, roi_heads=dataclasses.replace(base.roi_heads, **overrides))
+
+
+def get_study(name: str) -> Study:
+    if name not in STUDIES:
+        raise ValueError(f"unknown study {name!r}; choose one of {sorted(STUDIES)}")
+    return STUDIES[name]
+
+
+def run_study(name: str, seeds=(0, 1, 2), iters: int | None = None, out: str = "runs/ablations",
+              device: str = "cpu", command: str = "", overrides: dict | None = None) -> dict:
+    """Train every variant of study `name` with every seed; return the results dict (see write_results).
+
+    overrides: TrainConfig fields to change for every run (tests use it to shrink the data)."""
+    study = get_study(name)
+    base = dataclasses.replace(study_train_config(iters), device=device, **(overrides or {}))
+    start = time.perf_counter()
+    runs = []
+    for variant in study.variants:
+        for seed in seeds:
+            cfg = dataclasses.replace(base, seed=seed, out=str(Path(out) / name / variant.name / f"seed{seed}"))
+            train_set, val_set = engine.build_datasets(cfg)
+            model_config = variant_config(study, variant, train_set.num_classes, cfg)
+            result = engine.train(cfg, model_config=model_config, train_set=train_set, val_set=val_set)
+            metrics = result.metrics or {}
+            runs.append({"variant": variant.name, "seed": seed, "seconds": round(result.seconds, 1),
+                         "mask": {m: metrics.get("segm", {}).get(m) for m in METRICS},
+                         "box": {m: metrics.get("bbox", {}).get(m) for m in METRICS}})
+            print(f"{name} {variant.name} seed {seed}: mask AP {runs[-1]['mask']['AP']:.3f}, "
+                  f"box AP {runs[-1]['box']['AP']:.3f} ({result.seconds:.0f} s)", flush=True)
+    train = dataclasses.asdict(base)
+    train.pop("seed"), train.pop("out")
+    return {"study": name, "title": study.title, "paper_setting": study.paper_setting,
+            "expectation": study.expectation, "command": command, "seeds": list(seeds),
+            "train_config": train, "runs": runs, "summary": (summary := summarize(study, runs)),
+            "finding": finding(study, summary),
+            "wall_seconds": round(time.perf_counter() - start, 1),
+            "machine": {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": device,
+                        "platform": platform.platform()}}
+
+
+def summarize(study: Study, runs: list[dict]) -> list[dict]:
+    """Per variant: mean and standard deviation (over seeds, n - 1) of each metric, and the paper's."""
+    rows = []
+    for variant in study.variants:
+        mine = [r for r in runs if r["variant"] == variant.name]
+        row = {"variant": variant.name, "label": variant.label, "n": len(mine)}
+        for task in ("mask", "box"):
+            for m in METRICS:
+                values = [r[task][m] for r in mine if r[task][m] is not None]
+                mean = sum(values) / len(values) if values else None
+                std = (math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+                       if len(values) > 1 else None)
+                paper = variant.paper.get(task)
+                row[f"{task}_{m}"] = {"mean": mean, "std": std,
+                                      "paper": None if paper is None else paper[METRICS.index(m)]}
+        rows.append(row)
+    return rows
+
+
+def finding(study: Study, summary: list[dict]) -> str:
+    """Whether the study's headline effect shows on our data, judged against the seeds' spread.
+
+    A difference counts when it exceeds twice the standard error of the difference of two means
+    (about a 95% two-sided test); "close" claims hold when the difference is within 2 AP points."""
+    if not study.claim:
+        return ""
+    better, worse, metric = study.claim[:3]
+    rows = {r["variant"]: r for r in summary}
+    a, b = rows[better][metric], rows[worse][metric]
+    if a["mean"] is None or b["mean"] is None:
+        return "not measured"
+    diff = 100 * (a["mean"] - b["mean"])
+    se = 100 * math.sqrt(sum((r[metric]["std"] or 0.0) ** 2 / max(r["n"], 1) for r in (rows[better], rows[worse])))
+    name = metric.replace("_", " ")
+    if len(study.claim) > 3:  # a "close" claim
+        verdict = "reproduced" if abs(diff) <= 2.0 else "not reproduced"
+        return f"{rows[better]['label']} minus {rows[worse]['label']}: {diff:+.1f} {name} (close if within 2): {verdict}."
+    if diff > 2 * se and diff > 0:
+        verdict = "reproduced"
+    elif diff < -2 * se:
+        verdict = "reversed on this data"
+    else:
+        verdict = "not shown on this data (within the seeds' spread)"
+    return (f"{rows[better]['label']} minus {rows[worse]['label']}: {diff:+.1f} {name} "
+            f"(2 standard errors: {2 * se:.1f}): {verdict}.")
+
+
+def _cell(entry: dict, scale: float = 100.0) -> str:
+    if entry["mean"] is None:
+        return "-"
+    spread = f" ± {scale * entry['std']:.1f}" if entry["std"] is not None else ""
+    return f"{scale * entry['mean']:.1f}{spread}"
+
+
+def markdown_table(results: dict) -> str:
+    """The study's table: ours (mean ± std over seeds, x100 as in the paper) beside the paper's."""
+    lines = [f"### {results['title']}", "",
+             f"Ours: mean ± standard deviation over seeds {results['seeds']}, COCO AP x 100 on 200 held-out "
+             f"synthetic images. Paper: COCO val, {results['paper_setting']}.", "",
+             "| variant | mask AP | AP50 | AP75 | box AP | AP50 | AP75 | paper mask AP | AP50 | AP75 |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in results["summary"]:
+        ours = [_cell(row[f"{t}_{m}"]) for t in ("mask", "box") for m in METRICS]
+        paper = [("-" if row[f"mask_{m}"]["paper"] is None else f"{row[f'mask_{m}']['paper']:.1f}") for m in METRICS]
+        lines.append(f"| {row['label']} | " + " | ".join(ours + paper) + " |")
+    lines += ["", f"Paper's finding: {results['expectation']}"]
+    if results.get("finding"):
+        lines += [f"Here: {results['finding']}"]
+    lines += ["", f"Command: `{results['command']}`; wall time {results['wall_seconds'] / 60:.1f} min "
+                  f"({results['machine']['threads']} threads, {results['machine']['device']})."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_study(results: dict, path: str | Path | None = None):
+    """Bar chart: mask AP, AP50, AP75 of each variant, error bars one standard deviation."""
+    import matplotlib.pyplot as plt
+
+    rows = results["summary"]
+    fig, ax = plt.subplots(figsize=(1.6 + 1.6 * len(rows), 3.2), dpi=80)
+    width = 0.8 / len(rows)
+    for i, row in enumerate(rows):
+        means = [100 * (row[f"mask_{m}"]["mean"] or 0) for m in METRICS]
+        errs = [100 * (row[f"mask_{m}"]["std"] or 0) for m in METRICS]
+        ax.bar([j + i * width for j in range(len(METRICS))], means, width, yerr=errs, capsize=3, label=row["label"])
+    ax.set_xticks([j + width * (len(rows) - 1) / 2 for j in range(len(METRICS))], [f"mask {m}" for m in METRICS])
+    ax.set_ylabel("AP x 100 (synthetic shapes)")
+    ax.set_title(results["title"], fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path)
+    return fig
+
+
+def write_results(results: dict, folder: str | Path) -> list[Path]:
+    """Write <study>.json, <study>.md and <study>.png into folder; return their paths."""
+    import matplotlib.pyplot as plt
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{results['study']}.{ext}" for ext in ("json", "md", "png")]
+    paths[0].write_text(json.dumps(results, indent=1) + "\n")
+    paths[1].write_text(markdown_table(results))
+    plt.close(plot_study(results, paths[2]))
+    return paths
+
+
+def load_results(folder: str | Path) -> dict[str, dict]:
+    """The stored results of every study found in folder, by study name."""
+    out = {}
+    for path in sorted(Path(folder).glob("*.json")):
+        data = json.loads(path.read_text())
+        if data.get("study") in STUDIES:
+            out[data["study"]] = data
+    return out
+
+
+def add_arguments(p) -> None:
+    """The `ablate` subcommand's flags (cli.py builds the parser)."""
+    p.add_argument("study", nargs="?", help=f"one of {', '.join(STUDIES)}, or 'all'")
+    p.add_argument("--list", action="store_true", help="list the studies and exit")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of every variant (default 0 1 2)")
+    p.add_argument("--iters", type=int, default=None, help=f"steps per run (default {ABLATION_ITERS})")
+    p.add_argument("--device", default="cpu", help="cpu (the timings in the README) or cuda")
+    p.add_argument("--out", default="runs/ablations", help="folder for the runs' logs")
+    p.add_argument("--results", default="benchmarks/ablations", help="folder for <study>.json/.md/.png")
+
+
+def cmd_ablate(args) -> None:
+    import sys
+
+    if args.list or not args.study:
+        for study in STUDIES.values():
+            print(f"{study.name:14s} {study.title}: {', '.join(v.label for v in study.variants)}")
+        return
+    names = list(STUDIES) if args.study == "all" else [get_study(args.study).name]
+    command = "python -m minimaskrcnn " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["ablate"] else ""
+    for name in names:
+        results = run_study(name, tuple(args.seeds), args.iters, args.out, args.device,
+                            command or f"python -m minimaskrcnn ablate {name}")
+        paths = write_results(results, args.results)
+        print(markdown_table(results))
+        print("wrote " + ", ".join(str(p) for p in paths))
