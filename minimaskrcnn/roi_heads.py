@@ -30,7 +30,8 @@ from .box_head import BoxPredictor, C4BoxHead, FPNBoxHead
 from .config import RoIHeadsConfig
 from .losses import MASK_LOSSES, fast_rcnn_loss, mask_loss
 from .mask_head import build_mask_branch
-from .ops import batched_nms, box_iou, clip_boxes, decode_boxes, encode_boxes, remove_small_boxes, roi_align
+from .ops import batched_nms, box_iou, clip_boxes, decode_boxes, encode_boxes, remove_small_boxes
+from .ops.roi_align import bilinear_taps, sample_points
 from .poolers import pool_rois, roi_feature_strides, to_rois
 from .rpn import BACKGROUND, IGNORED, match_boxes, sample_labels
 
@@ -71,17 +72,38 @@ def box_targets(rois: list[torch.Tensor], matched: list[torch.Tensor], targets: 
     return torch.cat(out)
 
 
+def roi_align_matrix(start: torch.Tensor, length: torch.Tensor, bins: int, size: int) -> torch.Tensor:
+    """RoIAlign along one axis as a matrix: (R,) RoI starts and lengths (pixels, length >= 1) ->
+    (R, bins, size) float32, row b holding each pixel's weight in bin b's average of bilinear samples
+    (aligned=False, adaptive sampling: ceil(length / bins) points per bin, the op's own sampling rule)."""
+    points = torch.ceil(length / bins).long().clamp(min=1)  # (R,) points per bin
+    coords, valid = sample_points(start, length, bins, points, int(points.max()))  # (R, bins, G)
+    index, weight = bilinear_taps(coords, size)  # (R, bins, G, 2) pixel and weight of the 2 taps
+    weight = weight * valid[..., None] / points[:, None, None, None]  # padding points weigh 0
+    matrix = torch.zeros(start.shape[0], bins, size, device=start.device)
+    return matrix.scatter_add_(2, index.flatten(2), weight.flatten(2).float())  # (R, bins, G*2) -> (R, bins, size)
+
+
 @torch.no_grad()
 def mask_targets(gt_masks: torch.Tensor, rois: torch.Tensor, matched: torch.Tensor, size: int) -> torch.Tensor:
     """Crop-and-resize ground-truth masks to their RoIs (step 5 above), as a bilinear RoIAlign.
 
     gt_masks: (G, H, W) uint8 in the resized image's pixels; rois: (P, 4) positive RoIs;
-    matched: (P,) int64 ground-truth index of each. Returns (P, size, size) float32 in [0, 1].
+    matched: (P,) int64 ground-truth index of each. Returns (P, size, size) float32 in [0, 1], equal to
+    roi_align(gt_masks[:, None], rois with the mask index as image index, size, 1.0, -1, aligned=False).
+
+    A mask has one channel and bilinear sampling is separable, so RoIAlign is a product of matrices,
+    Ay (size, H) @ mask (H, W) @ Ax^T (W, size), one per RoI: dense products, far faster than the
+    op's weighted gather of single pixels.
     """
     if rois.shape[0] == 0:
         return torch.zeros(0, size, size, device=rois.device)
-    index_rois = torch.cat([matched[:, None].float(), rois.float()], dim=1)  # (P, 5): the mask plays the image
-    return roi_align(gt_masks[:, None].float(), index_rois, (size, size), 1.0, -1, False)[:, 0]
+    H, W = gt_masks.shape[-2:]
+    rois = rois.float()
+    extent = (rois[:, 2:] - rois[:, :2]).clamp(min=1.0)  # (P, 2) width, height; aligned=False: at least 1 pixel
+    rows = roi_align_matrix(rois[:, 1], extent[:, 1], size, H)  # (P, size, H)
+    cols = roi_align_matrix(rois[:, 0], extent[:, 0], size, W)  # (P, size, W)
+    return rows @ gt_masks[matched].float() @ cols.transpose(1, 2)  # (P, size, H) @ (P, H, W) @ (P, W, size)
 
 
 def detect_boxes(class_logits: torch.Tensor, box_deltas: torch.Tensor, proposals: list[torch.Tensor],

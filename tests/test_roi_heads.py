@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 from torchvision.models.detection.roi_heads import RoIHeads as TVRoIHeads
-from torchvision.ops import MultiScaleRoIAlign, roi_pool as tv_roi_pool
+from torchvision.ops import MultiScaleRoIAlign, roi_align as tv_roi_align, roi_pool as tv_roi_pool
 
 from minimaskrcnn.config import RoIHeadsConfig
 from minimaskrcnn.resnet import build_res5_head
@@ -96,6 +96,17 @@ def test_mask_targets_equal_plain_crop_and_resize():
     for o, r, m in zip(out, rois, matched):
         torch.testing.assert_close(o, plain_roi_align(masks[m].float(), r.tolist(), 7), rtol=0, atol=1e-5)
     assert torch.allclose(out[2, 1:-1, 1:-1], torch.ones(()), atol=1e-6)  # a RoI on the square's box sees the square inside
+
+
+def test_mask_targets_equal_torchvision_roi_align_on_random_rois():
+    g = torch.Generator().manual_seed(4)
+    masks = (torch.rand(3, 37, 53, generator=g) > 0.5).to(torch.uint8)
+    xy = torch.rand(40, 2, generator=g) * torch.tensor([60.0, 45.0]) - 5  # some start outside the mask
+    rois = torch.cat([xy, xy + torch.rand(40, 2, generator=g) * 70], 1)  # large, small, below 1 pixel
+    matched = torch.randint(0, 3, (40,), generator=g)
+    ref = tv_roi_align(masks[:, None].float(), torch.cat([matched[:, None].float(), rois], 1), 14, 1.0, -1)
+    torch.testing.assert_close(mask_targets(masks, rois, matched, 14), ref[:, 0], rtol=0, atol=1e-5)
+    assert mask_targets(masks, rois[:0], matched[:0], 14).shape == (0, 14, 14)
 
 
 def test_pool_rois_matches_torchvision_multiscale_roialign():
