@@ -21,7 +21,9 @@ BatchNorm keys (weight, bias, running_mean, running_var) are the same for BatchN
 FrozenBatchNorm2d. "num_batches_tracked" (present when torchvision built plain BatchNorm2d) is kept:
 a "bn" model loads it and FrozenBatchNorm2d ignores it.
 
-The Mask R-CNN heads (RPN, box and mask heads) are converted in the second part of this file.
+The Mask R-CNN heads (RPN, box and mask heads) are converted in the second part of this file; the
+third loads into a whole model: `load_torchvision_maskrcnn(model, sd)` (a COCO checkpoint) and
+`load_imagenet_resnet(model, sd)` (an ImageNet ResNet into the FPN or C4 model's backbone).
 """
 from __future__ import annotations
 
@@ -150,3 +152,32 @@ def convert_torchvision_maskrcnn(state_dict: dict) -> dict[str, torch.Tensor]:
             key = pattern.sub(ours, key)
         out[key] = value
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Loading into a whole model
+# ------------------------------------------------------------------------------------------------
+
+
+def load_torchvision_maskrcnn(model: nn.Module, state_dict: dict) -> None:
+    """Load a torchvision `maskrcnn_resnet50_fpn` state_dict (e.g. its COCO checkpoint, 91 classes)
+    into our `MaskRCNN` built from `config.r50_fpn(num_classes)`. Strict: ValueError lists what does
+    not fit (for instance a different num_classes shows as shape mismatches of the predictors)."""
+    load_state_dict_strict(model, convert_torchvision_maskrcnn(state_dict), "torchvision maskrcnn_resnet50_fpn")
+
+
+def load_imagenet_resnet(model: nn.Module, state_dict: dict) -> None:
+    """Initialize the ResNet of our `MaskRCNN` from a torchvision `resnet*()` ImageNet state_dict
+    (Sec. 3.1: the backbone is ImageNet-pretrained; the FPN and the heads keep their fresh init).
+
+    FPN model: stem and layer1..layer4 go to model.backbone.body. C4 model: stem and layer1..layer3
+    go to model.backbone, layer4 (res5) to the RoI head (model.roi_heads.box_head.res5).
+    Strict for the ResNet part: ValueError if a key is missing or has another shape (e.g. a depth
+    or width that does not match the config).
+    """
+    if "res5" in dict(model.roi_heads.box_head.named_children()):  # C4
+        backbone, res5 = convert_torchvision_resnet_c4(state_dict)
+        load_state_dict_strict(model.backbone, backbone, "torchvision resnet (stages 1-4)")
+        load_state_dict_strict(model.roi_heads.box_head.res5, res5, "torchvision resnet (layer4 as res5)")
+    else:
+        load_state_dict_strict(model.backbone.body, convert_torchvision_resnet(state_dict), "torchvision resnet")

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from minimaskrcnn.config import cpu_small, r50_c4, r50_fpn
+from minimaskrcnn.convert import load_imagenet_resnet
 from minimaskrcnn.model import LOSS_NAMES, MaskRCNN, MaskRCNNOutput
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")
@@ -142,6 +143,32 @@ def test_ablation_switches_train_and_detect(change):
     model.eval()
     with torch.no_grad():
         check_detections(model(images).detections, images, 4)
+
+
+@pytest.mark.parametrize("preset", [r50_fpn, r50_c4])
+def test_imagenet_resnet50_loads_into_the_backbone(preset):
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    resnet = torchvision.models.resnet50(weights=None)
+    with torch.no_grad():
+        for name, t in resnet.state_dict().items():  # every tensor distinct, so a wrong key mapping shows
+            if t.is_floating_point():
+                t.copy_(torch.randn_like(t))
+    model = MaskRCNN(preset(num_classes=3))
+    load_imagenet_resnet(model, resnet.state_dict())
+    ours = {**{f"backbone.{k}": v for k, v in model.backbone.state_dict().items()},
+            **{f"res5.{k}": v for k, v in model.roi_heads.box_head.state_dict().items()}}
+    loaded = 0
+    for name, t in resnet.state_dict().items():
+        if name.startswith("fc.") or name.endswith("num_batches_tracked"):
+            continue
+        key = ("res5." + name if preset is r50_c4 and name.startswith("layer4.") else "backbone.body." + name)
+        key = key.replace("res5.layer4.", "res5.res5.")
+        assert torch.equal(ours[key], t), key
+        loaded += 1
+    assert loaded == 53 + 53 * 4  # ResNet-50: 53 convs (4 of them downsampling), 53 BNs of 4 tensors each
+    with pytest.raises(ValueError, match="torchvision resnet"):
+        load_imagenet_resnet(model, torchvision.models.resnet18(weights=None).state_dict())
 
 
 def test_bad_input_raises_value_error():
