@@ -74,6 +74,14 @@ def test_roi_pool_edge_cases_match_torchvision(device):
         torch.testing.assert_close(our_grad, their_grad, rtol=0, atol=1e-6)
 
 
+def test_roi_pool_gradcheck():
+    """Random values have no ties, so the max is differentiable; one RoI reaches outside (empty bins)."""
+    x = torch.randn(2, 2, 5, 6, dtype=torch.float64, requires_grad=True)
+    rois = torch.tensor([[0, 0.3, 0.6, 4.1, 3.2], [1, 1.2, 0.4, 3.7, 4.4], [1, 4.0, 3.0, 9.0, 9.0]],
+                        dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda t: roi_pool(t, rois, (2, 3)), (x,))
+
+
 # --- RoIWarp ---
 
 @pytest.mark.parametrize("sampling_ratio", [-1, 2])

@@ -8,14 +8,18 @@ harmless for classification but costly for pixel-accurate masks (Mask R-CNN, Tab
 Conventions follow torchvision.ops.roi_pool: rounding half away from zero, a quantized RoI covers
 pixels start..end inclusive (at least 1), and an empty bin (wholly outside the map) outputs 0.
 
+How we compute it: every bin's pixels are listed as rows of the (N*H*W, C) table of feature vectors,
+and torch.embedding_bag's max mode takes the max of each bin (a variable-size "bag" of rows) for all
+RoIs at once, also telling which pixel held it. The backward pass (written out in MaxOverBins) sends
+each bin's gradient to that pixel.
+
 Shape glossary:
   N: images; C: channels; H, W: feature map size; K: RoIs; P, Q: output height, width;
-  Mh, Mw: the most pixels any bin spans in y and x
+  Mh, Mw: the most pixels any bin spans in y and x; B = K*P*Q: bins
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from .rois import as_rois, feature_table, no_rois_output, round_half_away
 
@@ -54,8 +58,40 @@ def roi_pool(input: torch.Tensor, boxes, output_size, spatial_scale: float = 1.0
     image = rois[:, 0].long() * (H * W)
     index = image[:, None, None, None, None] + ys[:, :, None, :, None] * W + xs[:, None, :, None, :]
 
-    # One variable-size bag of pixels per bin; embedding_bag's max returns 0 for an empty bag.
-    sizes = inside.sum(dim=(3, 4)).reshape(-1)  # (K*P*Q,)
+    # One variable-size bag of pixels per bin, in row-major order, so that ties go to the first pixel.
+    sizes = inside.sum(dim=(3, 4)).reshape(-1)  # (K*P*Q,) pixels per bin
     offsets = torch.cumsum(sizes, 0) - sizes
-    out = F.embedding_bag(index[inside], feature_table(input), offsets=offsets, mode="max")  # (K*P*Q, C)
+    image_of_bin = rois[:, 0].long().repeat_interleave(P * Q)  # (K*P*Q,)
+    out = MaxOverBins.apply(input, index[inside], offsets, image_of_bin, sizes == 0)  # (K*P*Q, C)
     return out.view(K, P, Q, C).permute(0, 3, 1, 2)  # (K, C, P, Q)
+
+
+class MaxOverBins(torch.autograd.Function):
+    """The max of each bin, per channel, and RoIPool's gradient: each bin's gradient goes to the pixel
+    that held its max. (embedding_bag's max mode has a backward too, but it is several times slower
+    than the one scatter-add below, which writes straight into input's (N, C, H, W) layout.)"""
+
+    @staticmethod
+    def forward(ctx, input, pixels, offsets, image_of_bin, empty):
+        """input (N, C, H, W); pixels: the table rows n*H*W + y*W + x of all bins, bin after bin;
+        offsets: where each bin starts in pixels; image_of_bin (B,) int64 n; empty (B,) bool.
+        Returns (B, C); an empty bin gives 0."""
+        # torch.embedding_bag is what F.embedding_bag calls; it also returns, for every bin and channel,
+        # the table row of the max (the first one on ties, as torchvision). Mode 2 is "max".
+        out, _, _, argmax = torch.embedding_bag(feature_table(input), pixels, offsets, False, 2)
+        ctx.save_for_backward(argmax, image_of_bin, empty)
+        ctx.input_shape = input.shape
+        return out.masked_fill_(empty[:, None], 0.0)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        argmax, n, empty = ctx.saved_tensors
+        N, C, H, W = ctx.input_shape
+        # Table row n*H*W + y*W + x, channel c, is element n*C*H*W + c*H*W + y*W + x of the input,
+        # that is row + n*(C-1)*H*W + c*H*W.
+        shift = (n * ((C - 1) * H * W))[:, None] + torch.arange(C, device=n.device) * (H * W)  # (B, C)
+        flat = shift.add_(argmax).clamp_(min=0)  # an empty bin's row may be -1; its gradient is 0 anyway
+        if empty.any():
+            grad_out = grad_out.masked_fill(empty[:, None], 0.0)  # no pixel of an empty bin gets gradient
+        grad_input = grad_out.new_zeros(N * C * H * W).scatter_add_(0, flat.view(-1), grad_out.reshape(-1))
+        return grad_input.view(N, C, H, W), None, None, None, None
