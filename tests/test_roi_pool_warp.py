@@ -52,6 +52,15 @@ def test_roi_pool_by_hand_rounds_half_away_from_zero():
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_roi_pool_bin_edges_by_hand_on_every_device(device):
+    """7 pixels into 3 bins: size 7/3, edges rounded outward: [0, 3), [2, 5), [4, 7). On CUDA, dividing by
+    a Python number multiplies by 1/3 and the last bin ended at ceil(3 * 2.3333335) = 8."""
+    x = torch.arange(81.0).view(1, 1, 9, 9).to(device)  # pixel (y, x) holds 9y + x
+    out = roi_pool(x, torch.tensor([[0, 0, 0, 6, 6.0]], device=device), 3)
+    assert out[0, 0].tolist() == [[9 * y + x for x in (2, 4, 6)] for y in (2, 4, 6)]
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_roi_pool_edge_cases_match_torchvision(device):
     gen = torch.Generator().manual_seed(4)
     rois = torch.tensor([[0, -5, -5, 2, 2], [0, 3, 3, 9, 9], [0, 20, 20, 30, 30], [0, 2, 1, 2, 4],

@@ -22,7 +22,10 @@ import torch
 
 from .boxes import box_iou
 
-BLOCK = 128  # boxes resolved at once
+# Boxes resolved at once. On a CPU, 128 keeps the (128, N) IoU tiles in cache (256 ran 1.3x slower on
+# 4,000 boxes). On a GPU every block costs a few host synchronizations, so fewer, bigger blocks win
+# (4,000 RPN-like boxes on an H100: 39 ms with blocks of 128, 7.8 ms with 1024, 2.0 ms with 4096).
+BLOCK = {"cpu": 128, "cuda": 4096}
 
 
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
@@ -41,8 +44,9 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
     boxes = boxes[order]  # from here on, box i is the i-th best
     n = boxes.shape[0]
     suppressed = torch.zeros(n, dtype=torch.bool, device=boxes.device)
-    for start in range(0, n, BLOCK):
-        end = min(start + BLOCK, n)
+    block_size = BLOCK.get(boxes.device.type, BLOCK["cpu"])
+    for start in range(0, n, block_size):
+        end = min(start + block_size, n)
         # 1. Resolve the block. later[i, j]: box i comes before box j (only earlier boxes suppress).
         block = boxes[start:end]
         later = torch.ones(end - start, end - start, dtype=torch.bool, device=boxes.device).triu_(1)  # (B, B)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .rois import as_rois, feature_table, no_rois_output
+from .rois import as_rois, divide, feature_table, no_rois_output
 
 MODES = ("avg", "max")
 
@@ -58,7 +58,7 @@ def sample_points(start: torch.Tensor, length: torch.Tensor, bins: int, grid: to
     """
     i = torch.arange(max_grid, device=start.device, dtype=start.dtype)  # (G,)
     b = torch.arange(bins, device=start.device, dtype=start.dtype)  # (bins,)
-    bin_size = (length / bins)[:, None, None]  # (K, 1, 1)
+    bin_size = divide(length, bins)[:, None, None]  # (K, 1, 1)
     g = grid.clamp(min=1).to(start.dtype)[:, None, None]
     coords = start[:, None, None] + b[None, :, None] * bin_size + (i[None, None, :] + 0.5) * bin_size / g
     valid = (i[None, None, :] < grid[:, None, None]).expand_as(coords)
@@ -88,7 +88,7 @@ def roi_align(input: torch.Tensor, boxes, output_size, spatial_scale: float = 1.
     if sampling_ratio > 0:
         gy = gx = torch.full((K,), sampling_ratio, dtype=torch.long, device=input.device)
     else:  # adaptive: about one point per feature pixel in each direction
-        gy, gx = torch.ceil(height / P).long(), torch.ceil(width / Q).long()  # (K,)
+        gy, gx = torch.ceil(divide(height, P)).long(), torch.ceil(divide(width, Q)).long()  # (K,)
     Gy, Gx = max(int(gy.max()), 1), max(int(gx.max()), 1)
 
     ys, valid_y = sample_points(box[:, 1], height, P, gy, Gy)  # (K, P, Gy)

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import torch
 
-from .rois import as_rois, feature_table, no_rois_output, round_half_away
+from .rois import as_rois, divide, feature_table, no_rois_output, round_half_away
 
 
 def bin_edges(start: torch.Tensor, end: torch.Tensor, bins: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Along one axis: the quantized RoI covers pixels start..end (K,); return each bin's pixel range
     [lo, hi), (K, bins) int64, rounded outward and clipped to [0, size]."""
     length = (end - start + 1).clamp(min=1)  # (K,) whole pixels
-    bin_size = length / bins  # (K,) real: bins may overlap by a pixel after rounding
+    bin_size = divide(length, bins)  # (K,) real: bins may overlap by a pixel after rounding
     b = torch.arange(bins, device=start.device, dtype=start.dtype)
     lo = torch.floor(b[None, :] * bin_size[:, None]) + start[:, None]  # (K, bins)
     hi = torch.ceil((b[None, :] + 1) * bin_size[:, None]) + start[:, None]

@@ -45,6 +45,16 @@ def as_rois(input: torch.Tensor, boxes, output_size, spatial_scale: float) -> tu
     return rois, (int(output_size[0]), int(output_size[1]))
 
 
+def divide(x: torch.Tensor, n: int) -> torch.Tensor:
+    """x / n rounded correctly on every device, as torchvision's kernels divide.
+
+    With a Python number as divisor, PyTorch's CUDA kernel multiplies by 1 / n instead, which can be one
+    float32 step off: 7 * (1 / 3) = 2.3333335, not 2.3333333, and the last of 3 bins of a 7-pixel RoI
+    then ends at ceil(3 * 2.3333335) = 8 instead of 7. A tensor divisor gets a true division.
+    """
+    return x / torch.full_like(x, n)
+
+
 def round_half_away(x: torch.Tensor) -> torch.Tensor:
     """C's round(): 2.5 -> 3, -2.5 -> -3 (torch.round rounds half to even: 2.5 -> 2)."""
     return torch.sign(x) * torch.floor(x.abs() + 0.5)
