@@ -87,9 +87,10 @@ def roi_align(input: torch.Tensor, boxes, output_size, spatial_scale: float = 1.
         width, height = width.clamp(min=1.0), height.clamp(min=1.0)
     if sampling_ratio > 0:
         gy = gx = torch.full((K,), sampling_ratio, dtype=torch.long, device=input.device)
+        Gy = Gx = sampling_ratio  # known without asking the device (a GPU synchronization)
     else:  # adaptive: about one point per feature pixel in each direction
         gy, gx = torch.ceil(divide(height, P)).long(), torch.ceil(divide(width, Q)).long()  # (K,)
-    Gy, Gx = max(int(gy.max()), 1), max(int(gx.max()), 1)
+        Gy, Gx = max(int(gy.max()), 1), max(int(gx.max()), 1)
 
     ys, valid_y = sample_points(box[:, 1], height, P, gy, Gy)  # (K, P, Gy)
     xs, valid_x = sample_points(box[:, 0], width, Q, gx, Gx)  # (K, Q, Gx)

@@ -39,9 +39,11 @@ def as_rois(input: torch.Tensor, boxes, output_size, spatial_scale: float) -> tu
     if not spatial_scale > 0:
         raise ValueError(f"spatial_scale must be > 0 (1 / feature stride), got {spatial_scale}")
     rois = rois.detach().to(input.dtype)  # as in torchvision, no gradient flows to the boxes
-    if rois.shape[0] and not (0 <= float(rois[:, 0].min()) and float(rois[:, 0].max()) < input.shape[0]):
-        raise ValueError(f"boxes' batch indices must lie in [0, {input.shape[0] - 1}] (input has "
-                         f"{input.shape[0]} images), got {rois[:, 0].min().item()}..{rois[:, 0].max().item()}")
+    if rois.shape[0]:
+        lowest, highest = torch.stack(torch.aminmax(rois[:, 0])).tolist()  # one read back from the device
+        if not 0 <= lowest <= highest < input.shape[0]:
+            raise ValueError(f"boxes' batch indices must lie in [0, {input.shape[0] - 1}] (input has "
+                             f"{input.shape[0]} images), got {lowest:g}..{highest:g}")
     return rois, (int(output_size[0]), int(output_size[1]))
 
 
