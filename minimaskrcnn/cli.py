@@ -34,6 +34,7 @@ TRAIN_FLAGS = {
     "--split": ("split", str, "COCO split to train on (default train2017)"),
     "--val-split": ("val_split", str, "COCO split evaluated at the end, 'none' for no evaluation (default val2017)"),
     "--num-images": ("num_images", int, "synthetic training images (--data shapes)"),
+    "--num-val-images": ("num_val_images", int, "held-out synthetic images evaluated at the end (--data shapes)"),
     "--image-size": ("image_size", int, "synthetic image side in pixels (--data shapes)"),
     "--iters": ("iters", int, "optimizer steps in all"),
     "--epochs": ("epochs", float, "train this many passes over the data instead of --iters"),

@@ -1,10 +1,12 @@
 """The command line: --help on every command, flags -> TrainConfig, errors as one line, the subset wiring,
 and a tiny train -> evaluate -> predict -> demo run on the synthetic shapes through `main`."""
 import json
+import types
 import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -77,8 +79,8 @@ SUMMARY = re.compile(r"^box AP \d\.\d{3} \| mask AP \d\.\d{3} \| \d+m\d{2}s$")
 @pytest.mark.slow
 def test_train_evaluate_predict_demo_on_shapes(tmp_path, capsys):
     run = tmp_path / "run"
-    assert cli.main(["train", "--data", "shapes", "--num-images", "8", "--image-size", "64", "--iters", "4",
-                     "--batch-size", "2", "--out", str(run), "--no-progress", "--log-every", "2"]) == 0
+    assert cli.main(["train", "--data", "shapes", "--num-images", "8", "--num-val-images", "4", "--image-size", "64",
+                     "--iters", "4", "--batch-size", "2", "--out", str(run), "--no-progress", "--log-every", "2"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert SUMMARY.match(out[-1]), out[-1]
     for name in ("last.pt", "best.pt", "metrics.jsonl", "loss_curve.png", "results.json"):
@@ -104,3 +106,45 @@ def test_train_evaluate_predict_demo_on_shapes(tmp_path, capsys):
     out = capsys.readouterr().out.strip().splitlines()
     assert SUMMARY.match(out[-1]), out[-1]
     assert (tmp_path / "demo" / "predictions.png").is_file()
+
+
+class FixedDetector(torch.nn.Module):
+    """Eval-mode stand-in that 'detects' one circle: a box, a score and a filled-disc mask."""
+
+    def __init__(self, box, score, mask):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))  # predict asks for the model's device
+        self.box, self.score, self.mask = box, score, mask
+
+    def forward(self, images, targets=None):
+        det = {"boxes": torch.tensor([self.box, [0.0, 0.0, 4.0, 4.0]]), "labels": torch.tensor([2, 1]),
+               "scores": torch.tensor([self.score, 0.1]), "masks": torch.stack([self.mask, torch.zeros_like(self.mask)])}
+        return types.SimpleNamespace(losses={}, detections=[det])
+
+
+def test_predict_draws_masks_boxes_labels_and_scores(tmp_path, monkeypatch, capsys):
+    """A detection is drawn where it is: its mask tinted with the class colour, its box outlined, its
+    'label score' tag above it; the low-scoring one is neither drawn nor listed."""
+    from minimaskrcnn.viz import color
+
+    h, w = 80, 120
+    yy, xx = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+    mask = (((xx - 60) ** 2 + (yy - 45) ** 2) <= 15 ** 2).float()  # a disc of radius 15 at (60, 45)
+    model = FixedDetector([40.0, 25.0, 80.0, 65.0], 0.93, mask)
+    monkeypatch.setattr(cli, "_load_model", lambda args: (model, {"class_names": ["background", "square", "circle"]}))
+    image = tmp_path / "grey.png"
+    Image.fromarray(np.full((h, w, 3), 128, np.uint8)).save(image)
+    assert cli.main(["predict", "--checkpoint", "unused.pt", str(image), "--out", str(tmp_path / "pred")]) == 0
+    drawn = np.asarray(Image.open(tmp_path / "pred" / "grey_pred.png").convert("RGB")).astype(float)
+    assert drawn.shape == (h, w, 3)
+    tint = 0.5 * 128 + 0.5 * 255 * np.asarray(color(2))[:3]  # overlay_masks blends at alpha 0.5
+    assert np.abs(drawn[45, 60] - tint).max() <= 2  # inside the disc
+    assert np.abs(drawn[5, 110] - 128).max() <= 1  # far from everything: untouched
+    assert np.abs(drawn[28, 42] - 128).max() <= 1  # inside the box, outside the disc: untouched
+    edge = drawn[30:60, 38:42]  # along the left side of the box (x = 40)
+    assert (np.abs(edge - 128).max(axis=-1) > 30).any(axis=1).all()
+    assert (np.abs(drawn[15:24, 40:80] - 128).max(axis=-1) > 30).any()  # the tag above the box
+    assert not (np.abs(drawn[0:4, 0:4] - 128).max(axis=-1) > 30).all()  # the 0.1 detection is not drawn
+    listed = json.loads((tmp_path / "pred" / "predictions.json").read_text())
+    assert listed[0]["detections"] == [{"label": "circle", "score": 0.93, "box": [40.0, 25.0, 80.0, 65.0]}]
+    assert "1 detection(s)" in capsys.readouterr().out
