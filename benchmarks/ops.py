@@ -81,7 +81,8 @@ def roi_rows(device, repeat):
                 leaves = [x.detach().requires_grad_() for x in features]
                 forward = lambda: multilevel(op, [x.detach() for x in leaves], rois, level, size, **kwargs)
                 grad_out = torch.ones(len(rois), CHANNELS, size, size, device=device)
-                both = lambda: torch.autograd.grad(multilevel(op, leaves, rois, level, size, **kwargs), leaves, grad_out)
+                both = lambda: torch.autograd.grad(multilevel(op, leaves, rois, level, size, **kwargs), leaves,
+                                                   grad_out)
                 times.append((timed(forward, device, repeat), timed(both, device, repeat)))
             rows.append((f"{name} {workload}", "forward", times[0][0], times[1][0]))
             rows.append((f"{name} {workload}", "fwd+bwd", times[0][1], times[1][1]))

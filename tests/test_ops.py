@@ -142,7 +142,8 @@ def test_nms_long_chain_of_suppressions_across_blocks():
 def test_bad_arguments_raise_value_errors_naming_the_argument():
     good, bad = torch.zeros(3, 4), torch.zeros(3, 5)
     for call, name in [
-        (lambda: box_area(bad), "boxes"), (lambda: box_iou(bad, good), "boxes1"), (lambda: box_iou(good, bad), "boxes2"),
+        (lambda: box_area(bad), "boxes"), (lambda: box_iou(bad, good), "boxes1"),
+        (lambda: box_iou(good, bad), "boxes2"),
         (lambda: clip_boxes(bad, (5, 5)), "boxes"), (lambda: remove_small_boxes(bad, 1.0), "boxes"),
         (lambda: encode_boxes(good, good[:2]), "pair up"), (lambda: encode_boxes(bad, good), "gt_boxes"),
         (lambda: decode_boxes(torch.zeros(3, 6), good), "deltas"), (lambda: decode_boxes(good, bad), "proposals"),
