@@ -62,6 +62,19 @@ def test_errors_are_one_line_naming_the_file(tmp_path, capsys):
     assert "no_coco" in capsys.readouterr().err
 
 
+def test_empty_dataset_is_an_error_naming_the_file(tmp_path, capsys):
+    root = tmp_path / "coco"
+    (root / "annotations").mkdir(parents=True)
+    (root / "train2017").mkdir()
+    (root / "annotations" / "instances_train2017.json").write_text(
+        json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": "thing"}]}))
+    assert cli.main(["train", "--data", str(root), "--val-split", "none", "--iters", "1", "--out",
+                     str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: empty dataset") and "instances_train2017.json" in err
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
 def test_download_subset_wiring(coco_root, tmp_path, capsys):
     out = tmp_path / "small"
     assert cli.main(["download", "--data", str(coco_root), "--split", "val2017", "--subset", str(out),

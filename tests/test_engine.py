@@ -17,6 +17,7 @@ from minimaskrcnn import engine
 from minimaskrcnn.checkpoint import read_checkpoint
 from minimaskrcnn.data import RandomHorizontalFlip, ShapesDataset
 from minimaskrcnn.engine import TrainConfig, lr_at, resolve
+from minimaskrcnn.model import LOSS_NAMES
 
 
 class ToyModel(torch.nn.Module):
@@ -252,3 +253,63 @@ def test_resume_config_restores_the_run_settings(tmp_path):
     cfg = engine.resume_config(first.out / "last.pt", stop_at=None)
     assert (cfg.lr, cfg.iters, cfg.milestones, cfg.stop_at) == (0.03, 8, (0.5,), None)
     assert cfg.resume == str(first.out / "last.pt")
+
+
+def tiny_model_config(num_classes=4):
+    """cpu_small at 64 pixels: the real MaskRCNN, small enough for a few steps in a unit test."""
+    from minimaskrcnn.config import cpu_small
+
+    cfg = cpu_small(num_classes)
+    cfg.transform.min_size = cfg.transform.max_size = 64
+    return cfg
+
+
+def real_train(cfg):
+    train_set = ShapesDataset(8, image_size=64, seed=4, transforms=RandomHorizontalFlip(0.5))
+    return engine.train(cfg, model_config=tiny_model_config(), train_set=train_set)
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: on a 2-core machine that other jobs also load, two OpenMP threads spin
+    against each other and a step of this tiny model takes seconds instead of tens of milliseconds."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_resume_with_the_real_model_gives_the_same_losses(tmp_path, one_thread):
+    """MaskRCNN samples anchors and RoIs from the global generators and its BatchNorm keeps running
+    statistics: a run stopped at step 3 and resumed must still match a straight run bit for bit."""
+    kw = dict(iters=6, optimizer="adamw", lr=1e-3, warmup_iters=2, batch_size=2)
+    straight = real_train(toy_cfg(tmp_path, "straight", **kw))
+    first = real_train(toy_cfg(tmp_path, "resumed", stop_at=3, **kw))
+    torch.manual_seed(7)
+    resumed = real_train(toy_cfg(tmp_path, "resumed", resume=str(first.out / "last.pt"), **kw))
+    a, b = records(straight.out), records(resumed.out)
+    assert [r["step"] for r in b] == list(range(1, 7)) and set(a[0]) >= set(LOSS_NAMES)
+    for ra, rb in zip(a, b):
+        for k in ("loss", *LOSS_NAMES):
+            assert ra[k] == rb[k], (ra["step"], k)
+    for k, v in straight.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+
+
+def test_progress_bar_shows_loss_components_and_speed(tmp_path, capsys):
+    toy_train(toy_cfg(tmp_path, iters=4, progress=True))
+    err = capsys.readouterr().err
+    assert "train" in err and "4/4" in err and "cls=" in err and "x=" in err, err
+    assert "it/s" in err or "s/it" in err, err
+
+
+def test_gradient_clipping_bounds_the_update(tmp_path):
+    """With SGD, no momentum and no weight decay the first update is lr * grad: clipped to norm c, the
+    weights move by exactly lr * c in L2 norm."""
+    torch.manual_seed(0)
+    model = ToyModel()
+    before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+    cfg = toy_cfg(tmp_path, iters=1, lr=0.5, warmup_iters=0, momentum=0.0, weight_decay=0.0, grad_clip=1e-3)
+    engine.train(cfg, model=model, train_set=shapes())
+    moved = torch.cat([p.detach().flatten() for p in model.parameters()]) - before
+    assert moved.norm().item() == pytest.approx(0.5 * 1e-3, rel=1e-3)
