@@ -127,15 +127,18 @@ def cpu_small(num_classes: int = 4) -> ModelConfig:
     """A from-scratch model for the synthetic shapes (128x128 images) that trains on a laptop CPU.
 
     A ResNet-18 with a quarter of the width, trainable BatchNorm, a 64-channel FPN, small anchors and
-    heads scaled down to match; the same code paths as the paper's model.
+    heads scaled down to match; the same code paths as the paper's model. Sized so that a training
+    step on 8 images of 128x128 takes well under 0.5 s on 2 CPU cores: the mask FCN dominates (4 convs
+    on each positive RoI), hence 32 channels and 64 RoIs per image (at most 16 positives; these images
+    hold 1-4 objects), and fewer proposals than for 800-pixel images.
     """
     return ModelConfig(
         num_classes=num_classes,
         backbone=BackboneConfig(depth=18, norm="bn", stem_channels=16, trainable_layers=5, fpn_channels=64),
         anchors=AnchorConfig(sizes=((16,), (32,), (64,), (128,), (256,))),
-        rpn=RPNConfig(pre_nms_top_n_train=600, pre_nms_top_n_test=300,
-                      post_nms_top_n_train=300, post_nms_top_n_test=100, batch_size_per_image=128),
-        roi_heads=RoIHeadsConfig(batch_size_per_image=128, box_head_dim=256, mask_head_channels=64,
+        rpn=RPNConfig(pre_nms_top_n_train=300, pre_nms_top_n_test=300,
+                      post_nms_top_n_train=200, post_nms_top_n_test=100, batch_size_per_image=128),
+        roi_heads=RoIHeadsConfig(batch_size_per_image=64, box_head_dim=256, mask_head_channels=32,
                                  detections_per_img=50),
         transform=TransformConfig(min_size=128, max_size=128),
     )

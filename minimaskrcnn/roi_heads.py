@@ -76,7 +76,8 @@ def roi_align_matrix(start: torch.Tensor, length: torch.Tensor, bins: int, size:
     """RoIAlign along one axis as a matrix: (R,) RoI starts and lengths (pixels, length >= 1) ->
     (R, bins, size) float32, row b holding each pixel's weight in bin b's average of bilinear samples
     (aligned=False, adaptive sampling: ceil(length / bins) points per bin, the op's own sampling rule)."""
-    points = torch.ceil(length / bins).long().clamp(min=1)  # (R,) points per bin
+    # a true division (a tensor divisor): CUDA divides by a Python number as a product with 1 / bins
+    points = torch.ceil(length / torch.full_like(length, bins)).long().clamp(min=1)  # (R,) points per bin
     coords, valid = sample_points(start, length, bins, points, int(points.max()))  # (R, bins, G)
     index, weight = bilinear_taps(coords, size)  # (R, bins, G, 2) pixel and weight of the 2 taps
     weight = weight * valid[..., None] / points[:, None, None, None]  # padding points weigh 0
