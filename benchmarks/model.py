@@ -1,0 +1,244 @@
+"""Speed and memory of our R50-FPN Mask R-CNN against torchvision's maskrcnn_resnet50_fpn.
+
+    python benchmarks/model.py                         # CPU (slow: about a minute per row on 2 cores)
+    python benchmarks/model.py --device cuda --repeat 10
+    python benchmarks/model.py --device cuda --amp bf16
+
+Both models hold the same weights (torchvision's, random under a fixed seed, converted into ours with
+convert.py) and see the same inputs: 800x1216 images (so the transform keeps their size), batch 1 and 2.
+The classifier's bias is raised, as in tests/test_torchvision_equivalence.py, so that the 100
+detections per image pass the score threshold and the mask branch runs on them as it would with
+trained weights. Both use frozen BatchNorm and train the last 3 ResNet stages (torchvision's defaults
+for a pretrained backbone).
+
+Rows:
+  inference   eval mode, no_grad, detections with pasted masks; time per image
+  train step  train mode, forward + backward of the summed losses (targets: 6 boxes with masks per
+              image); time per step
+Peak memory: on CUDA torch.cuda.max_memory_allocated() during the call, minus what was allocated
+before it (weights, inputs). On the CPU the process's resident set (RSS, read from /proc every 2 ms
+by a thread) at its highest during the call, minus RSS before it: the memory the call took from the
+system, allocator caching included.
+Times are medians of --repeat runs after one warm-up; ours and torchvision's runs alternate, so that a
+machine shared with other work slows both alike. "ratio" is ours / torchvision's (< 1: ours is better).
+
+Last, the cpu_small preset's training step (forward, backward and an SGD step) on 8 synthetic shapes
+images of 128x128, the size the CPU training runs on, after 50 steps of training (wall and CPU time:
+on a machine shared with other jobs the CPU time is the steadier number; run it with
+OMP_NUM_THREADS=1 there, as two OpenMP threads that wait for each other slow down many times over).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import statistics
+import threading
+import time
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models.detection import MaskRCNN as TVMaskRCNN
+from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+from minimaskrcnn.config import cpu_small, r50_fpn
+from minimaskrcnn.convert import load_torchvision_maskrcnn
+from minimaskrcnn.model import MaskRCNN
+
+IMAGE_SIZE = (800, 1216)  # a multiple of 32 with the shorter side 800: the transform keeps it as it is
+
+
+def build_models(device: torch.device) -> tuple[nn.Module, nn.Module]:
+    """torchvision's maskrcnn_resnet50_fpn as built for a pretrained backbone (frozen BN, 3 trainable
+    stages), with random weights, and ours with the same weights."""
+    torch.manual_seed(0)
+    backbone = _resnet_fpn_extractor(torchvision.models.resnet50(norm_layer=FrozenBatchNorm2d), 3)
+    tv = TVMaskRCNN(backbone, num_classes=91)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in tv.modules():  # non-trivial frozen BN statistics, so activations keep a sane scale
+            if isinstance(m, FrozenBatchNorm2d):
+                c = m.weight.shape[0]
+                m.running_var.copy_(0.5 + torch.rand(c, generator=g))
+                m.weight.copy_(0.5 + 0.5 * torch.rand(c, generator=g))
+        tv.roi_heads.box_predictor.cls_score.bias[1:7] = torch.linspace(3.0, 4.0, 6)  # detections pass 0.05
+    ours = MaskRCNN(r50_fpn(num_classes=91))
+    load_torchvision_maskrcnn(ours, tv.state_dict())
+    return tv.to(device), ours.to(device)
+
+
+def make_inputs(batch: int, device: torch.device, seed: int = 1) -> tuple[list, list]:
+    """`batch` random images of IMAGE_SIZE and targets of 6 rectangles each (boxes, labels, masks)."""
+    g = torch.Generator().manual_seed(seed)
+    H, W = IMAGE_SIZE
+    images, targets = [], []
+    for _ in range(batch):
+        images.append(torch.rand(3, H, W, generator=g))
+        xy = torch.rand(6, 2, generator=g) * torch.tensor([W - 300.0, H - 300.0])
+        boxes = torch.cat([xy, xy + 40 + torch.rand(6, 2, generator=g) * 250], 1).round()
+        masks = torch.zeros(6, H, W, dtype=torch.uint8)
+        for m, (x1, y1, x2, y2) in zip(masks, boxes.long().tolist()):
+            m[y1:y2, x1:x2] = 1
+        targets.append({"boxes": boxes, "labels": torch.randint(1, 91, (6,), generator=g), "masks": masks})
+    return [im.to(device) for im in images], [{k: v.to(device) for k, v in t.items()} for t in targets]
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@contextlib.contextmanager
+def peak_memory(device: torch.device, result: list):
+    """Appends the peak memory (bytes) taken during the block, over what was in use before it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        yield
+        torch.cuda.synchronize()
+        result.append(torch.cuda.max_memory_allocated() - base)
+        return
+    base, peak, done = rss_bytes(), [0], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_bytes())
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+        result.append(max(peak[0], rss_bytes()) - base)
+
+
+def run_once(fn, device: torch.device) -> tuple[float, int]:
+    """(seconds, peak bytes) of one call of fn."""
+    memory = []
+    with peak_memory(device, memory):
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+    return seconds, memory[0]
+
+
+def compare(fns: dict, device: torch.device, repeat: int) -> dict:
+    """Alternating runs of each fn (after one warm-up each) -> {name: (median seconds, max peak bytes)}."""
+    for fn in fns.values():
+        fn()
+    times = {name: [] for name in fns}
+    memory = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            t, m = run_once(fn, device)
+            times[name].append(t)
+            memory[name].append(m)
+    return {name: (statistics.median(times[name]), max(memory[name])) for name in fns}
+
+
+def inference(model: nn.Module, images: list, ours: bool, amp) -> callable:
+    def fn():
+        model.eval()
+        with torch.no_grad(), amp():
+            out = model(images)
+            return out.detections if ours else out
+    return fn
+
+
+def train_step(model: nn.Module, images: list, targets: list, ours: bool, amp) -> callable:
+    def fn():
+        model.train()
+        with amp():
+            losses = model(images, targets).losses if ours else model(images, targets)
+        sum(losses.values()).backward()
+        model.zero_grad(set_to_none=True)
+    return fn
+
+
+def cpu_small_step(device: torch.device, repeat: int, warmup: int = 50) -> tuple[float, float]:
+    """One training step (forward, backward, SGD) of cpu_small on 8 shapes images: median wall seconds
+    and median process CPU seconds. Timed after `warmup` steps: by then the RPN finds the objects and
+    the positive RoIs (whose mask FCN dominates the step) are near their cap; the first steps are cheaper."""
+    from minimaskrcnn.data import ShapesDataset, collate  # needs pycocotools
+
+    torch.manual_seed(0)
+    data = ShapesDataset(8, image_size=128, seed=0)
+    images, targets = collate([data[i] for i in range(8)])
+    images = [im.to(device) for im in images]
+    targets = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
+    model = MaskRCNN(cpu_small(data.num_classes)).to(device).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9, weight_decay=1e-4)
+
+    def step():
+        losses = model(images, targets).losses
+        optimizer.zero_grad()
+        sum(losses.values()).backward()
+        optimizer.step()
+
+    for _ in range(warmup):
+        step()
+    wall, cpu = [], []
+    for _ in range(repeat):
+        start = time.process_time()
+        wall.append(run_once(step, device)[0])
+        cpu.append(time.process_time() - start)
+    return statistics.median(wall), statistics.median(cpu)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeat", type=int, default=None, help="timed runs per row (default: 2 CPU, 10 CUDA)")
+    parser.add_argument("--batches", default="1,2", help="batch sizes, comma-separated")
+    parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none", help="autocast dtype (CUDA)")
+    parser.add_argument("--small-repeat", type=int, default=20, help="timed steps of cpu_small")
+    parser.add_argument("--skip-r50", action="store_true", help="only the cpu_small step")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    repeat = args.repeat or (10 if device.type == "cuda" else 2)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp)
+
+    def amp():
+        return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    print(f"device {device} ({name}), torch {torch.__version__}, torchvision {torchvision.__version__}, "
+          f"threads {torch.get_num_threads()}, autocast {args.amp}, repeat {repeat}")
+    if not args.skip_r50:
+        tv, ours = build_models(device)
+        print(f"\nR50-FPN, {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} images; time in ms, memory in MiB (peak over "
+              f"the call's start: {'max_memory_allocated' if device.type == 'cuda' else 'RSS'})")
+        header = f"{'batch':>5} {'row':<15} {'ours ms':>9} {'tv ms':>9} {'ratio':>6} {'ours MiB':>9} {'tv MiB':>9} {'ratio':>6}"
+        print(header)
+        print("-" * len(header))
+        for batch in [int(b) for b in args.batches.split(",")]:
+            images, targets = make_inputs(batch, device)
+            rows = {
+                "inference/img": ({"ours": inference(ours, images, True, amp),
+                                   "tv": inference(tv, images, False, amp)}, batch),
+                "train step": ({"ours": train_step(ours, images, targets, True, amp),
+                                "tv": train_step(tv, images, targets, False, amp)}, 1),
+            }
+            for row, (fns, per) in rows.items():
+                r = compare(fns, device, repeat)
+                (t_ours, m_ours), (t_tv, m_tv) = r["ours"], r["tv"]
+                print(f"{batch:>5} {row:<15} {t_ours / per * 1e3:>9.1f} {t_tv / per * 1e3:>9.1f} "
+                      f"{t_ours / t_tv:>6.2f} {m_ours / 2**20:>9.0f} {m_tv / 2**20:>9.0f} "
+                      f"{m_ours / max(m_tv, 1):>6.2f}", flush=True)
+        del tv, ours
+    wall, cpu = cpu_small_step(device, args.small_repeat)
+    print(f"\ncpu_small training step (forward + backward + SGD), 8 images of 128x128, after 50 steps: "
+          f"{wall * 1e3:.0f} ms ({cpu * 1e3:.0f} ms of CPU time)")
+
+
+if __name__ == "__main__":
+    main()
