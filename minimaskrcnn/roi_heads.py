@@ -104,7 +104,8 @@ def mask_targets(gt_masks: torch.Tensor, rois: torch.Tensor, matched: torch.Tens
     extent = (rois[:, 2:] - rois[:, :2]).clamp(min=1.0)  # (P, 2) width, height; aligned=False: at least 1 pixel
     rows = roi_align_matrix(rois[:, 1], extent[:, 1], size, H)  # (P, size, H)
     cols = roi_align_matrix(rois[:, 0], extent[:, 0], size, W)  # (P, size, W)
-    return rows @ gt_masks[matched].float() @ cols.transpose(1, 2)  # (P, size, H) @ (P, H, W) @ (P, W, size)
+    with torch.autocast(rois.device.type, enabled=False):  # float32 targets also under autocast
+        return rows @ gt_masks[matched].float() @ cols.transpose(1, 2)  # (P, size, H) @ (P, H, W) @ (P, W, size)
 
 
 def detect_boxes(class_logits: torch.Tensor, box_deltas: torch.Tensor, proposals: list[torch.Tensor],

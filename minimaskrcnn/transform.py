@@ -114,7 +114,9 @@ def paste_masks(masks: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int,
     corners = torch.cat([centre - half, centre + half], dim=1).trunc()  # (D, 4) integer x1, y1, x2, y2
     rows = interpolation_matrix(corners[:, 1], corners[:, 3], H, M + 2)  # (D, H, M+2)
     cols = interpolation_matrix(corners[:, 0], corners[:, 2], W, M + 2)  # (D, W, M+2)
-    return rows @ padded.to(rows.dtype) @ cols.transpose(1, 2)  # (D, H, W)
+    # float32 also under autocast, which would run these products in bf16 / fp16 (8 or 11 significant bits)
+    with torch.autocast(masks.device.type, enabled=False):
+        return rows @ padded.float() @ cols.transpose(1, 2)  # (D, H, W)
 
 
 def interpolation_matrix(start: torch.Tensor, end: torch.Tensor, length: int, src: int) -> torch.Tensor:

@@ -107,6 +107,8 @@ def test_mask_targets_equal_torchvision_roi_align_on_random_rois():
     ref = tv_roi_align(masks[:, None].float(), torch.cat([matched[:, None].float(), rois], 1), 14, 1.0, -1)
     torch.testing.assert_close(mask_targets(masks, rois, matched, 14), ref[:, 0], rtol=0, atol=1e-5)
     assert mask_targets(masks, rois[:0], matched[:0], 14).shape == (0, 14, 14)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the targets stay float32
+        torch.testing.assert_close(mask_targets(masks, rois, matched, 14), ref[:, 0], rtol=0, atol=1e-5)
 
 
 def test_pool_rois_matches_torchvision_multiscale_roialign():

@@ -88,6 +88,15 @@ def test_paste_masks_matches_torchvision():
         assert _iou(a >= 0.5, b >= 0.5) >= 0.98
 
 
+def test_paste_masks_is_float32_under_autocast():
+    g = torch.Generator().manual_seed(2)
+    masks, boxes = torch.rand(5, 28, 28, generator=g), torch.tensor([[3.0, 4.0, 60.0, 41.5]] * 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # would run the matrix products in bf16
+        ours = paste_masks(masks, boxes, (50, 70))
+    assert ours.dtype == torch.float32
+    torch.testing.assert_close(ours, paste_masks(masks, boxes, (50, 70)), rtol=0, atol=1e-6)
+
+
 def test_paste_masks_hand_case():
     # A 2x2 mask of ones on box (4, 4, 8, 8): padding makes it a 4x4 map on the box grown by 4/2
     # about its centre, (2, 2, 10, 10), i.e. pixels 2..10, whose outermost pixels sample the zero
