@@ -217,7 +217,8 @@ def main():
         tv, ours = build_models(device)
         print(f"\nR50-FPN, {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} images; time in ms, memory in MiB (peak over "
               f"the call's start: {'max_memory_allocated' if device.type == 'cuda' else 'RSS'})")
-        header = f"{'batch':>5} {'row':<15} {'ours ms':>9} {'tv ms':>9} {'ratio':>6} {'ours MiB':>9} {'tv MiB':>9} {'ratio':>6}"
+        header = (f"{'batch':>5} {'row':<15} {'ours ms':>9} {'tv ms':>9} {'ratio':>6} "
+                  f"{'ours MiB':>9} {'tv MiB':>9} {'ratio':>6}")
         print(header)
         print("-" * len(header))
         for batch in [int(b) for b in args.batches.split(",")]:

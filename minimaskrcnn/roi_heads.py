@@ -104,8 +104,14 @@ def mask_targets(gt_masks: torch.Tensor, rois: torch.Tensor, matched: torch.Tens
     extent = (rois[:, 2:] - rois[:, :2]).clamp(min=1.0)  # (P, 2) width, height; aligned=False: at least 1 pixel
     rows = roi_align_matrix(rois[:, 1], extent[:, 1], size, H)  # (P, size, H)
     cols = roi_align_matrix(rois[:, 0], extent[:, 0], size, W)  # (P, size, W)
+    out = torch.empty(rois.shape[0], size, size, device=rois.device)
+    # one ground truth at a time: gt_masks[matched] would copy a whole image-sized mask per RoI
     with torch.autocast(rois.device.type, enabled=False):  # float32 targets also under autocast
-        return rows @ gt_masks[matched].float() @ cols.transpose(1, 2)  # (P, size, H) @ (P, H, W) @ (P, W, size)
+        for g in matched.unique().tolist():
+            idx = torch.nonzero(matched == g).squeeze(1)  # (Pg,) the RoIs of ground truth g
+            # (Pg, size, H) @ (H, W) @ (Pg, W, size) -> (Pg, size, size)
+            out[idx] = rows[idx] @ gt_masks[g].float() @ cols[idx].transpose(1, 2)
+    return out
 
 
 def detect_boxes(class_logits: torch.Tensor, box_deltas: torch.Tensor, proposals: list[torch.Tensor],
