@@ -1,4 +1,4 @@
-"""Command line: `python -m minimaskrcnn {train,evaluate,predict,download,demo}`, `--help` on each.
+"""Command line: `python -m minimaskrcnn {train,evaluate,predict,download,demo,ablate}`, `--help` on each.
 
     python -m minimaskrcnn demo                                      # what `make demo` runs
     python -m minimaskrcnn train --config r50_fpn --data data/coco   # the paper's model on COCO
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from . import engine, paths
+from . import ablate, engine, paths
 from .engine import TrainConfig
 
 # flag -> (TrainConfig field, type, help); defaults come from TrainConfig (or the resumed checkpoint)
@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iters", type=int, default=None, help="override the demo's step count")
     p.add_argument("--num-val-images", type=int, default=200, help="held-out synthetic images")
     p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("ablate", help="rerun the paper's ablations (Table 2) on the synthetic shapes")
+    ablate.add_arguments(p)
     return parser
 
 
@@ -217,9 +220,15 @@ def cmd_download(args) -> None:
                   f"{info['categories']} categories -> {info['out_file']}")
 
 
-# The demo's recipe (see the README for the figures it reaches on a 2-core laptop CPU).
-DEMO = TrainConfig(config="cpu_small", data="shapes", num_images=2000, num_val_images=200, batch_size=4,
-                   iters=1000, optimizer="adamw", lr=2e-3, weight_decay=1e-4, warmup_iters=100,
+# The demo's recipe (see the README for the figures it reaches on a 2-core laptop CPU): 900 steps of
+# 4 images of 128x128 (1.8 passes over 2000 images, flipped at random) with AdamW, which trains a
+# from-scratch network with BatchNorm far faster than the paper's SGD (a fine-tuning recipe), a short
+# warmup and a cosine decay to 0. Measured on the 200 held-out images (box AP / mask AP): 900 steps
+# 0.80 / 0.78 in 5m22s on a 2-core machine (5.3 minutes of CPU time; 10 minutes when other jobs held
+# most of the cores); 600 steps 0.75 / 0.75; 1100 steps 0.80 / 0.79; 96x96 images (0.6x the cost per
+# step) 0.73 / 0.71 at 600 steps; a cheaper head (2 mask convs, 128-wide box FCs) 0.82 / 0.78 in 1300.
+DEMO = TrainConfig(config="cpu_small", data="shapes", num_images=2000, num_val_images=200, image_size=128,
+                   batch_size=4, iters=900, optimizer="adamw", lr=2e-3, weight_decay=1e-4, warmup_iters=100,
                    warmup_factor=0.01, schedule="cosine", log_every=20, ckpt_every=250, seed=0)
 
 
@@ -246,7 +255,7 @@ def cmd_demo(args) -> None:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download,
-            "demo": cmd_demo}
+            "demo": cmd_demo, "ablate": ablate.cmd_ablate}
 
 
 def main(argv=None) -> int:

@@ -313,3 +313,23 @@ def test_gradient_clipping_bounds_the_update(tmp_path):
     engine.train(cfg, model=model, train_set=shapes())
     moved = torch.cat([p.detach().flatten() for p in model.parameters()]) - before
     assert moved.norm().item() == pytest.approx(0.5 * 1e-3, rel=1e-3)
+
+
+def test_amp_choices(tmp_path):
+    """bf16 autocast also runs on the CPU; fp16 needs CUDA's GradScaler and is refused by name."""
+    result = toy_train(toy_cfg(tmp_path, "bf16", iters=3, amp="bf16"))
+    assert all(math.isfinite(r["loss"]) for r in records(result.out))
+    with pytest.raises(ValueError, match="amp='fp16' needs a CUDA device"):
+        toy_train(toy_cfg(tmp_path, "fp16", iters=3, amp="fp16", device="cpu"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")
+@pytest.mark.parametrize("amp", ["fp16", "bf16"])
+def test_cuda_amp_trains_the_real_model(tmp_path, amp):
+    cfg = toy_cfg(tmp_path, amp, iters=4, optimizer="adamw", lr=1e-3, warmup_iters=1, amp=amp, device="cuda")
+    result = real_train(cfg)
+    recs = records(result.out)
+    assert len(recs) == 4 and all(math.isfinite(r["loss"]) for r in recs)
+    assert next(result.model.parameters()).is_cuda
+    state = read_checkpoint(result.out / "last.pt")
+    assert (state["scaler"] is not None) == (amp == "fp16")
