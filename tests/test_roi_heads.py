@@ -125,6 +125,18 @@ def test_pool_rois_matches_torchvision_multiscale_roialign():
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
 
 
+def test_pool_levels_pool_every_roi_from_the_chosen_map():
+    g = torch.Generator().manual_seed(5)
+    feats = {name: torch.randn(1, 3, 128 // s, 128 // s, generator=g) for name, s in FPN_STRIDES.items()}
+    boxes = [torch.tensor([[2.0, 3.0, 20.0, 18.0], [10.0, 5.0, 120.0, 100.0]])]  # would go to P2 and P4
+    strides = roi_feature_strides(FPN_STRIDES, ("p4",))
+    assert strides == {"p4": 16}
+    ours = pool_rois(feats, boxes, 7, strides, RoIHeadsConfig(pool_levels=("p4",)))
+    torch.testing.assert_close(ours, tv_roi_align(feats["p4"], boxes, 7, 1 / 16, 2), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="pool_levels"):
+        roi_feature_strides(FPN_STRIDES, ("c4",))
+
+
 def test_pool_rois_single_level_and_roipool_dispatch():
     g = torch.Generator().manual_seed(1)
     feats = {"c4": torch.randn(1, 3, 8, 10, generator=g)}
