@@ -334,8 +334,11 @@ def train(cfg: TrainConfig, model_config=None, model=None, train_set=None, val_s
             seed_everything(cfg.seed + 1000 * rank + p.step)
         if rank == 0:
             _drop_log_after(log_path, p.step)
-    elif world > 1:
-        seed_everything(cfg.seed + 1000 * rank)  # replicas sample different anchors and RoIs
+    else:
+        if rank == 0 and log_path.exists():
+            log_path.unlink()  # a fresh run starts a fresh log (a resumed one keeps its steps, above)
+        if world > 1:
+            seed_everything(cfg.seed + 1000 * rank)  # replicas sample different anchors and RoIs
 
     def checkpoint_state(rngs: list) -> dict:
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
