@@ -93,14 +93,19 @@ STUDIES = {s.name: s for s in (
 
 
 def study_train_config(iters: int | None = None) -> engine.TrainConfig:
-    """The schedule every run of a study uses: the demo's recipe, shortened so that a study with 4
-    variants x 3 seeds fits in an hour on a 2-core CPU."""
+    """The schedule every run of a study uses: the demo's recipe (cli.DEMO). A shorter `iters` (a
+    quick look, as in notebook 08) keeps the warmup's share of the schedule."""
     from .cli import DEMO  # the CLI owns the demo's recipe
 
-    return dataclasses.replace(DEMO, iters=iters or ABLATION_ITERS, ckpt_every=10**9, progress=False)
+    iters = iters or ABLATION_ITERS
+    warmup = max(1, round(DEMO.warmup_iters * iters / DEMO.iters))
+    return dataclasses.replace(DEMO, iters=iters, warmup_iters=warmup, ckpt_every=10**9, progress=False)
 
 
-ABLATION_ITERS = 450  # optimizer steps per run (the demo: see cli.DEMO)
+# Optimizer steps per run: the demo's full schedule. At half of it (450 steps) the runs were still on
+# the steep part of the learning curve, and three seeds of one variant spread from 0.13 to 0.44 mask AP,
+# which hid every effect; a study of 4 variants x 3 seeds still fits in an hour on a 2-core CPU.
+ABLATION_ITERS = 900
 
 
 def variant_config(study: Study, variant: Variant, num_classes: int, cfg: engine.TrainConfig) -> config_lib.ModelConfig:
@@ -189,35 +194,67 @@ def summarize(study: Study, runs: list[dict]) -> list[dict]:
     return rows
 
 
-def finding(study: Study, summary: list[dict]) -> str:
-    """Whether the study's headline effect shows on our data, judged against the seeds' spread.
+def effect(study: Study, summary: list[dict]) -> tuple[float, float] | None:
+    """The study's headline difference on our data, (better minus worse, two standard errors), in AP
+    points (x 100); None when the study has no claim or a metric was not measured.
 
-    A difference counts when it exceeds twice the standard error of the difference of two means
-    (about a 95% two-sided test); "close" claims hold when the difference is within 2 AP points."""
+    The standard error is that of the difference of two means over seeds: sqrt(s_a^2/n_a + s_b^2/n_b)."""
     if not study.claim:
-        return ""
+        return None
     better, worse, metric = study.claim[:3]
     rows = {r["variant"]: r for r in summary}
     a, b = rows[better][metric], rows[worse][metric]
     if a["mean"] is None or b["mean"] is None:
-        return "not measured"
-    diff = 100 * (a["mean"] - b["mean"])
-    se = 100 * math.sqrt(sum((r[metric]["std"] or 0.0) ** 2 / max(r["n"], 1) for r in (rows[better], rows[worse])))
-    name = metric.replace("_", " ")
+        return None
+    se = math.sqrt(sum((r[metric]["std"] or 0.0) ** 2 / max(r["n"], 1) for r in (rows[better], rows[worse])))
+    return 100 * (a["mean"] - b["mean"]), 200 * se
+
+
+def paper_effect(study: Study) -> float | None:
+    """The paper's number for the same difference (better minus worse, its metric), or None where the
+    paper gives none."""
+    if not study.claim:
+        return None
+    variants = {v.name: v for v in study.variants}
+    better, worse, metric = study.claim[:3]
+    task, m = metric.split("_", 1)
+    values = [(variants[name].paper.get(task) or (None,) * len(METRICS))[METRICS.index(m)] for name in (better, worse)]
+    return None if None in values else round(values[0] - values[1], 2)
+
+
+def verdict(study: Study, summary: list[dict]) -> str:
+    """Whether the study's headline effect shows on our data, judged against the seeds' spread.
+
+    A difference counts when it exceeds twice the standard error of the difference of two means
+    (about a 95% two-sided test); "close" claims hold when the difference is within 2 AP points."""
+    measured = effect(study, summary)
+    if measured is None:
+        return "not measured" if study.claim else ""
+    diff, two_se = measured
     if len(study.claim) > 3:  # a "close" claim
-        verdict = "reproduced" if abs(diff) <= 2.0 else "not reproduced"
-        return f"{rows[better]['label']} minus {rows[worse]['label']}: {diff:+.1f} {name} (close if within 2): {verdict}."
-    if diff > 2 * se and diff > 0:
-        verdict = "reproduced"
-    elif diff < -2 * se:
-        verdict = "reversed on this data"
-    else:
-        verdict = "not shown on this data (within the seeds' spread)"
-    return (f"{rows[better]['label']} minus {rows[worse]['label']}: {diff:+.1f} {name} "
-            f"(2 standard errors: {2 * se:.1f}): {verdict}.")
+        return "reproduced" if abs(diff) <= 2.0 else "not reproduced"
+    if diff > two_se and diff > 0:
+        return "reproduced"
+    if diff < -two_se:
+        return "reversed on this data"
+    return "not shown on this data (within the seeds' spread)"
 
 
-def _cell(entry: dict, scale: float = 100.0) -> str:
+def finding(study: Study, summary: list[dict]) -> str:
+    """The verdict in a sentence: which difference, how large, against what spread."""
+    measured = effect(study, summary)
+    if measured is None:
+        return verdict(study, summary)
+    diff, two_se = measured
+    labels = {r["variant"]: r["label"] for r in summary}
+    better, worse, metric = study.claim[:3]
+    name = metric.replace("_", " ")
+    spread = "close if within 2" if len(study.claim) > 3 else f"2 standard errors: {two_se:.1f}"
+    return f"{labels[better]} minus {labels[worse]}: {diff:+.1f} {name} ({spread}): {verdict(study, summary)}."
+
+
+def mean_std_text(entry: dict, scale: float = 100.0) -> str:
+    """A summary entry ({"mean", "std"} as fractions) as AP x 100, e.g. '57.3 ± 1.2'; '-' where not measured."""
     if entry["mean"] is None:
         return "-"
     spread = f" ± {scale * entry['std']:.1f}" if entry["std"] is not None else ""
@@ -234,7 +271,7 @@ def markdown_table(results: dict) -> str:
              "| variant | mask AP | AP50 | AP75 | box AP | AP50 | AP75 | paper mask AP | AP50 | AP75 |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for row in results["summary"]:
-        ours = [_cell(row[f"{t}_{m}"]) for t in ("mask", "box") for m in METRICS]
+        ours = [mean_std_text(row[f"{t}_{m}"]) for t in ("mask", "box") for m in METRICS]
         paper = [("-" if row[f"mask_{m}"]["paper"] is None else f"{row[f'mask_{m}']['paper']:.1f}") for m in METRICS]
         lines.append(f"| {row['label']} | " + " | ".join(ours + paper) + " |")
     lines += ["", f"Paper's finding: {results['expectation']}"]
@@ -245,6 +282,31 @@ def markdown_table(results: dict) -> str:
                   f"{results.get('jobs', 1)} job(s) on {m['device']} ({m['threads']} thread(s) each); the runs "
                   f"took {results.get('run_seconds', results['wall_seconds']) / 60:.1f} min together."]
     return "\n".join(lines) + "\n"
+
+
+def overview_table(results: dict[str, dict]) -> str:
+    """One line per study (Markdown): the headline difference in the paper and here, the verdict,
+    and the study's wall time. The README shows this table for the stored results."""
+    lines = ["| study | difference | paper | ours (± 2 s.e.) | verdict | wall time |",
+             "|---|---|---|---|---|---|"]
+    for data in results.values():
+        study = get_study(data["study"])
+        labels = {v.name: v.label for v in study.variants}
+        better, worse, metric = study.claim[:3]
+        measured, paper = effect(study, data["summary"]), paper_effect(study)
+        ours = "-" if measured is None else f"{measured[0]:+.1f} ± {measured[1]:.1f}"
+        lines.append(f"| {study.name} | {labels[better]} - {labels[worse]}, {metric.replace('_', ' ')} | "
+                     f"{'-' if paper is None else f'{paper:+.1f}'} | {ours} | {verdict(study, data['summary'])} | "
+                     f"{data['wall_seconds'] / 60:.0f} min |")
+    return "\n".join(lines) + "\n"
+
+
+def short_labels(study: Study) -> dict[str, str]:
+    """Variant name -> its label without the parenthesis ("RoIPool (quantized)" -> "RoIPool"), unless
+    two variants of the study would then look the same ("RoIAlign (max)", "RoIAlign (avg)")."""
+    short = {v.name: v.label.split(" (")[0] for v in study.variants}
+    taken = list(short.values())
+    return {v.name: short[v.name] if taken.count(short[v.name]) == 1 else v.label for v in study.variants}
 
 
 def plot_study(results: dict, path: str | Path | None = None):
@@ -268,6 +330,68 @@ def plot_study(results: dict, path: str | Path | None = None):
     return fig
 
 
+def plot_against_paper(results: dict[str, dict], metric: str = "mask_AP75", cols: int = 3):
+    """One panel per study: each variant's `metric` (e.g. "mask_AP75"), ours beside the paper's, AP x 100.
+
+    Ours: mean over seeds (bar), one standard deviation (error bar) and every seed's run (dots).
+    The paper's: its Table 2 entry (hatched bar), where it gives one. The scales differ (COCO with a
+    ResNet-50 against small synthetic shapes): compare the order of the variants, not the heights."""
+    import matplotlib.pyplot as plt
+
+    task, m = metric.split("_", 1)
+    rows_of_panels = math.ceil(len(results) / cols)
+    fig, axes = plt.subplots(rows_of_panels, cols, figsize=(3.4 * cols, 2.9 * rows_of_panels), dpi=80, squeeze=False)
+    for ax, data in zip(axes.flat, results.values()):
+        for i, row in enumerate(data["summary"]):
+            entry = row[metric]
+            seeds = [100 * r[task][m] for r in data["runs"] if r["variant"] == row["variant"]]
+            ax.bar(i - 0.2, 100 * entry["mean"], 0.4, yerr=100 * (entry["std"] or 0), capsize=3, color="tab:blue",
+                   label="ours" if i == 0 else None)
+            ax.plot([i - 0.2] * len(seeds), seeds, "k.", markersize=4)
+            if entry["paper"] is not None:
+                ax.bar(i + 0.2, entry["paper"], 0.4, color="white", edgecolor="tab:orange", hatch="///",
+                       label="paper" if i == 0 else None)
+        ax.set_xticks(range(len(data["summary"])), [r["label"].replace(" (", "\n(") for r in data["summary"]],
+                      fontsize=7)
+        ax.set_title(data["title"], fontsize=8)
+        ax.set_ylim(0, 100)
+        ax.tick_params(axis="y", labelsize=7)
+    for ax in axes.flat[len(results):]:
+        ax.axis("off")
+    axes.flat[0].set_ylabel(f"{metric.replace('_', ' ')} x 100", fontsize=8)
+    axes.flat[0].legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_effects(results: dict[str, dict]):
+    """Every study's headline difference (its claim, better minus worse) in AP points: ours with two
+    standard errors as the error bar, beside the paper's. A bar whose error bar crosses zero is an
+    effect the seeds cannot tell from noise."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.3 + 1.3 * len(results), 3.2), dpi=80)
+    names = []
+    for i, data in enumerate(results.values()):
+        study = get_study(data["study"])
+        better, worse, metric = study.claim[:3]
+        labels = short_labels(study)
+        names.append(f"{study.name}\n{labels[better]} - {labels[worse]}\n{metric.replace('_', ' ')}")
+        measured, paper = effect(study, data["summary"]), paper_effect(study)
+        if measured is not None:
+            ax.bar(i - 0.2, measured[0], 0.4, yerr=measured[1], capsize=3, color="tab:blue",
+                   label="ours (±2 s.e.)" if i == 0 else None)
+        if paper is not None:
+            ax.bar(i + 0.2, paper, 0.4, color="white", edgecolor="tab:orange", hatch="///",
+                   label="paper" if i == 0 else None)
+    ax.axhline(0, color="k", linewidth=0.8)
+    ax.set_xticks(range(len(names)), names, fontsize=7)
+    ax.set_ylabel("difference, AP points")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def write_results(results: dict, folder: str | Path) -> list[Path]:
     """Write <study>.json, <study>.md and <study>.png into folder; return their paths."""
     import matplotlib.pyplot as plt
@@ -282,13 +406,13 @@ def write_results(results: dict, folder: str | Path) -> list[Path]:
 
 
 def load_results(folder: str | Path) -> dict[str, dict]:
-    """The stored results of every study found in folder, by study name."""
-    out = {}
-    for path in sorted(Path(folder).glob("*.json")):
+    """The stored results of every study found in folder, by study name, in the order of STUDIES."""
+    found = {}
+    for path in Path(folder).glob("*.json"):
         data = json.loads(path.read_text())
         if data.get("study") in STUDIES:
-            out[data["study"]] = data
-    return out
+            found[data["study"]] = data
+    return {name: found[name] for name in STUDIES if name in found}
 
 
 def add_arguments(p) -> None:

@@ -112,3 +112,67 @@ def test_stored_results_agree_with_their_runs(path):
     assert data["summary"] == ablate.summarize(study, data["runs"])
     assert data["finding"] == ablate.finding(study, data["summary"])
     assert path.with_suffix(".md").read_text() == ablate.markdown_table(data)
+
+
+def test_effect_by_hand_and_the_papers_differences():
+    study = ablate.STUDIES["large_stride"]
+    values = {"roialign": [0.62, 0.60, 0.66], "roipool": [0.41, 0.45, 0.40]}
+    diff, two_se = ablate.effect(study, ablate.summarize(study, fake_runs(study, values)))
+    # AP75 = AP - 0.05 in fake_runs, so the AP75 difference is the AP difference
+    assert diff == pytest.approx(100 * (np.mean(values["roialign"]) - np.mean(values["roipool"])))
+    se = np.sqrt(sum(np.var(v, ddof=1) / 3 for v in values.values()))
+    assert two_se == pytest.approx(200 * se)
+    # Table 2: 2c mask AP75 31.5 - 26.4, 2d 32.1 - 21.6, 2b mask AP 30.3 - 24.8, Sec. 4.2 30.3 - 29.7, 2e 33.6 - 31.5
+    expected = {"roi_layer": 5.1, "large_stride": 10.5, "mask_loss": 5.5, "agnostic": 0.6, "mask_head": 2.1,
+                "aligned": None}
+    assert {name: ablate.paper_effect(s) for name, s in ablate.STUDIES.items()} == pytest.approx(expected)
+
+
+def test_plots_against_the_paper_draw_ours_and_the_papers_values():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = {}
+    for name, values in (("large_stride", {"roipool": [0.41, 0.45, 0.40], "roialign": [0.62, 0.60, 0.66]}),
+                         ("aligned", {"unaligned": [0.5, 0.52, 0.51], "aligned": [0.53, 0.5, 0.52]})):
+        study = ablate.STUDIES[name]
+        runs = fake_runs(study, values)
+        results[name] = {"study": name, "title": study.title, "runs": runs, "summary": ablate.summarize(study, runs)}
+    fig = ablate.plot_against_paper(results, "mask_AP75", cols=2)
+    heights = [sorted(round(p.get_height(), 6) for p in ax.patches) for ax in fig.axes[:2]]
+    # large_stride: our means 37.0 and 57.67, the paper's 21.6 and 32.1; aligned: ours only (not in the paper)
+    assert heights[0] == pytest.approx(sorted([100 * np.mean(values) - 5 for values in ([0.41, 0.45, 0.40], [0.62, 0.60, 0.66])]
+                                              + [21.6, 32.1]))
+    assert len(heights[1]) == 2
+    plt.close(fig)
+    fig = ablate.plot_effects(results)
+    bars = sorted(round(p.get_height(), 6) for p in fig.axes[0].patches)
+    study = ablate.STUDIES["aligned"]
+    ours_aligned = ablate.effect(study, results["aligned"]["summary"])[0]
+    ours_stride = ablate.effect(ablate.STUDIES["large_stride"], results["large_stride"]["summary"])[0]
+    assert bars == pytest.approx(sorted([ours_stride, 10.5, ours_aligned]))
+    plt.close(fig)
+
+
+def test_overview_table_lists_every_study_with_its_verdict():
+    results = {}
+    for name, values in (("large_stride", {"roipool": [0.41, 0.45, 0.40], "roialign": [0.62, 0.60, 0.66]}),
+                         ("agnostic", {"specific": [0.5, 0.52, 0.51], "agnostic": [0.40, 0.41, 0.42]})):
+        study = ablate.STUDIES[name]
+        runs = fake_runs(study, values)
+        results[name] = {"study": name, "summary": ablate.summarize(study, runs), "wall_seconds": 600.0}
+    lines = ablate.overview_table(results).splitlines()
+    assert len(lines) == 4
+    # large_stride: +20.7 AP75 (the AP difference), the paper's +10.5, reproduced; agnostic: +10 AP, not close
+    assert lines[2].startswith("| large_stride | RoIAlign - RoIPool, mask AP75 | +10.5 | +20.7 ± ")
+    assert lines[2].endswith("| reproduced | 10 min |")
+    assert lines[3].startswith("| agnostic | class-specific - class-agnostic, mask AP | +0.6 | +10.0 ± ")
+    assert "| not reproduced |" in lines[3]
+
+
+def test_short_labels_drop_the_parenthesis_unless_two_would_collide():
+    assert ablate.short_labels(ablate.STUDIES["roi_layer"]) == {
+        "roipool": "RoIPool", "roiwarp": "RoIWarp", "roialign_max": "RoIAlign (max)", "roialign_avg": "RoIAlign (avg)"}
+    assert ablate.short_labels(ablate.STUDIES["mask_loss"]) == {"softmax": "softmax", "sigmoid": "sigmoid"}
