@@ -12,6 +12,8 @@ The studies, after Table 2 of the paper:
   agnostic      Sec. 4.2: class-specific against class-agnostic masks
   mask_head     2e: the FCN mask head against an MLP
   aligned       not in the paper: RoIAlign with aligned=False against aligned=True
+  strides       not in the paper: RoIPool against RoIAlign at strides 4 and 8, which with 2c and 2d
+                shows RoIAlign's gain against the stride (STRIDE_SERIES, plot_gain_against_stride)
 
 The paper's numbers are COCO mask AP of ResNet-50 models (C4 for 2b/2c, C5 for 2d, FPN for 2e);
 ours are on 128 x 128 synthetic shapes with a small from-scratch model. Compare directions, not values.
@@ -89,7 +91,20 @@ STUDIES = {s.name: s for s in (
         Variant("aligned", "aligned=True (half-pixel shift)", {"aligned": True}),
     ), ALIGN_AVG, "Not in the paper. Detectron2 reports aligned=True as slightly better.",
         ("aligned", "unaligned", "mask_AP75")),
+    Study("strides", "RoIPool vs RoIAlign at strides 4 and 8 (not in the paper)", "-", (
+        Variant("roipool_s4", "RoIPool, stride 4", {"pooler": "pool", "pool_levels": ("p2",)}),
+        Variant("roialign_s4", "RoIAlign, stride 4", {**ALIGN_AVG, "pool_levels": ("p2",)}),
+        Variant("roipool_s8", "RoIPool, stride 8", {"pooler": "pool", "pool_levels": ("p3",)}),
+        Variant("roialign_s8", "RoIAlign, stride 8", {**ALIGN_AVG, "pool_levels": ("p3",)}),
+    ), {}, "Not in the paper as such; with 2c (stride 16) and 2d (stride 32) it gives RoIAlign's gain "
+           "against the stride, which the paper finds grows from 16 to 32.",
+        ("roialign_s8", "roipool_s8", "mask_AP75")),
 )}
+
+# RoIPool and RoIAlign (avg) at each stride, from the studies that hold them: (stride, study, RoIPool
+# variant, RoIAlign variant). All use the same recipe and seeds, so the rows can be set side by side.
+STRIDE_SERIES = ((4, "strides", "roipool_s4", "roialign_s4"), (8, "strides", "roipool_s8", "roialign_s8"),
+                 (16, "roi_layer", "roipool", "roialign_avg"), (32, "large_stride", "roipool", "roialign"))
 
 
 def study_train_config(iters: int | None = None) -> engine.TrainConfig:
@@ -194,14 +209,11 @@ def summarize(study: Study, runs: list[dict]) -> list[dict]:
     return rows
 
 
-def effect(study: Study, summary: list[dict]) -> tuple[float, float] | None:
-    """The study's headline difference on our data, (better minus worse, two standard errors), in AP
-    points (x 100); None when the study has no claim or a metric was not measured.
+def difference(summary: list[dict], better: str, worse: str, metric: str) -> tuple[float, float] | None:
+    """(mean of `better` minus mean of `worse`, two standard errors of that difference) for `metric`
+    of a study's summary, in AP points (x 100); None where a mean is missing.
 
-    The standard error is that of the difference of two means over seeds: sqrt(s_a^2/n_a + s_b^2/n_b)."""
-    if not study.claim:
-        return None
-    better, worse, metric = study.claim[:3]
+    The standard error of a difference of two means over seeds: sqrt(s_a^2 / n_a + s_b^2 / n_b)."""
     rows = {r["variant"]: r for r in summary}
     a, b = rows[better][metric], rows[worse][metric]
     if a["mean"] is None or b["mean"] is None:
@@ -210,16 +222,24 @@ def effect(study: Study, summary: list[dict]) -> tuple[float, float] | None:
     return 100 * (a["mean"] - b["mean"]), 200 * se
 
 
-def paper_effect(study: Study) -> float | None:
-    """The paper's number for the same difference (better minus worse, its metric), or None where the
-    paper gives none."""
-    if not study.claim:
-        return None
+def effect(study: Study, summary: list[dict]) -> tuple[float, float] | None:
+    """The study's headline difference on our data (its claim: better minus worse), with two standard
+    errors, in AP points; None when the study has no claim or a metric was not measured."""
+    return difference(summary, *study.claim[:3]) if study.claim else None
+
+
+def paper_difference(study: Study, better: str, worse: str, metric: str) -> float | None:
+    """The paper's number for `better` minus `worse` on `metric` (e.g. "mask_AP75"), or None where
+    the paper does not give both."""
     variants = {v.name: v for v in study.variants}
-    better, worse, metric = study.claim[:3]
     task, m = metric.split("_", 1)
     values = [(variants[name].paper.get(task) or (None,) * len(METRICS))[METRICS.index(m)] for name in (better, worse)]
     return None if None in values else round(values[0] - values[1], 2)
+
+
+def paper_effect(study: Study) -> float | None:
+    """The paper's number for the study's headline difference, or None where the paper gives none."""
+    return paper_difference(study, *study.claim[:3]) if study.claim else None
 
 
 def verdict(study: Study, summary: list[dict]) -> str:
@@ -347,7 +367,8 @@ def plot_against_paper(results: dict[str, dict], metric: str = "mask_AP75", cols
             seeds = [100 * r[task][m] for r in data["runs"] if r["variant"] == row["variant"]]
             ax.bar(i - 0.2, 100 * entry["mean"], 0.4, yerr=100 * (entry["std"] or 0), capsize=3, color="tab:blue",
                    label="ours" if i == 0 else None)
-            ax.plot([i - 0.2] * len(seeds), seeds, "k.", markersize=4)
+            ax.plot([i - 0.2] * len(seeds), seeds, "o", markersize=3.5, markerfacecolor="white", markeredgecolor="k",
+                    markeredgewidth=0.8)
             if entry["paper"] is not None:
                 ax.bar(i + 0.2, entry["paper"], 0.4, color="white", edgecolor="tab:orange", hatch="///",
                        label="paper" if i == 0 else None)
@@ -387,7 +408,52 @@ def plot_effects(results: dict[str, dict]):
     ax.axhline(0, color="k", linewidth=0.8)
     ax.set_xticks(range(len(names)), names, fontsize=7)
     ax.set_ylabel("difference, AP points")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def gain_by_stride(results: dict[str, dict], metric: str = "mask_AP75") -> list[dict]:
+    """RoIPool and RoIAlign at every stride of STRIDE_SERIES whose study is in `results`: per stride,
+    both summary entries of `metric`, RoIAlign's gain with two standard errors (AP points), and the
+    paper's gain where its tables give both numbers."""
+    rows = []
+    for stride, name, pool, align in STRIDE_SERIES:
+        if name not in results:
+            continue
+        summary = results[name]["summary"]
+        entries = {r["variant"]: r[metric] for r in summary}
+        gain, two_se = difference(summary, align, pool, metric)
+        rows.append({"stride": stride, "roipool": entries[pool], "roialign": entries[align], "gain": gain,
+                     "two_se": two_se, "paper_gain": paper_difference(get_study(name), align, pool, metric)})
+    return rows
+
+
+def plot_gain_against_stride(results: dict[str, dict], metric: str = "mask_AP75"):
+    """Left: `metric` of RoIPool and RoIAlign against the stride the RoIs are pooled at (mean ± std
+    over seeds). Right: RoIAlign's gain (± two standard errors) beside the paper's at 16 and 32."""
+    import matplotlib.pyplot as plt
+
+    rows = gain_by_stride(results, metric)
+    strides = [r["stride"] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8.4, 3.0), dpi=80)
+    for key, label, colour in (("roipool", "RoIPool", "tab:red"), ("roialign", "RoIAlign", "tab:blue")):
+        left.errorbar(strides, [100 * r[key]["mean"] for r in rows], [100 * (r[key]["std"] or 0) for r in rows],
+                      marker="o", capsize=3, color=colour, label=label)
+    left.set_ylabel(f"{metric.replace('_', ' ')} x 100 (ours)")
+    left.legend(fontsize=8)
+    right.errorbar(strides, [r["gain"] for r in rows], [r["two_se"] for r in rows], marker="o", capsize=3,
+                   color="tab:blue", label="ours (± 2 s.e.)")
+    paper = [(r["stride"], r["paper_gain"]) for r in rows if r["paper_gain"] is not None]
+    if paper:
+        right.plot(*zip(*paper), "s", color="tab:orange", markerfacecolor="white", label="paper (COCO)")
+    right.axhline(0, color="k", linewidth=0.8)
+    right.set_ylabel("RoIAlign - RoIPool, AP points")
+    right.legend(fontsize=8)
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(strides, [str(s) for s in strides])
+        ax.set_xlabel("stride of the pooled feature map (pixels)")
     fig.tight_layout()
     return fig
 

@@ -33,10 +33,12 @@ def test_every_variant_sets_its_fields_and_trains_a_step():
 
 def test_pool_levels_fix_the_stride():
     cfg = ablate.study_train_config()
-    for name, stride in (("roi_layer", 16), ("large_stride", 32)):
+    for stride, name, pool, align in ablate.STRIDE_SERIES:
         study = ablate.STUDIES[name]
-        model = MaskRCNN(ablate.variant_config(study, study.variants[0], 4, cfg))
-        assert list(model.roi_heads.strides.values()) == [stride]
+        for variant in (v for v in study.variants if v.name in (pool, align)):
+            model = MaskRCNN(ablate.variant_config(study, variant, 4, cfg))
+            assert list(model.roi_heads.strides.values()) == [stride], (name, variant.name)
+            assert model.config.roi_heads.pooler == ("pool" if variant.name == pool else "align")
 
 
 def test_unknown_study_and_field_are_named():
@@ -124,7 +126,7 @@ def test_effect_by_hand_and_the_papers_differences():
     assert two_se == pytest.approx(200 * se)
     # Table 2: 2c mask AP75 31.5 - 26.4, 2d 32.1 - 21.6, 2b mask AP 30.3 - 24.8, Sec. 4.2 30.3 - 29.7, 2e 33.6 - 31.5
     expected = {"roi_layer": 5.1, "large_stride": 10.5, "mask_loss": 5.5, "agnostic": 0.6, "mask_head": 2.1,
-                "aligned": None}
+                "aligned": None, "strides": None}
     assert {name: ablate.paper_effect(s) for name, s in ablate.STUDIES.items()} == pytest.approx(expected)
 
 
@@ -176,3 +178,33 @@ def test_short_labels_drop_the_parenthesis_unless_two_would_collide():
     assert ablate.short_labels(ablate.STUDIES["roi_layer"]) == {
         "roipool": "RoIPool", "roiwarp": "RoIWarp", "roialign_max": "RoIAlign (max)", "roialign_avg": "RoIAlign (avg)"}
     assert ablate.short_labels(ablate.STUDIES["mask_loss"]) == {"softmax": "softmax", "sigmoid": "sigmoid"}
+
+
+def test_gain_by_stride_collects_roipool_and_roialign_from_three_studies():
+    values = {"strides": {"roipool_s4": [0.60, 0.62, 0.61], "roialign_s4": [0.64, 0.66, 0.65],
+                          "roipool_s8": [0.50, 0.52, 0.51], "roialign_s8": [0.60, 0.63, 0.66]},
+              "roi_layer": {"roipool": [0.30, 0.33, 0.36], "roiwarp": [0.3] * 3, "roialign_max": [0.6] * 3,
+                            "roialign_avg": [0.70, 0.70, 0.73]}}
+    results = {}
+    for name, v in values.items():
+        study = ablate.STUDIES[name]
+        results[name] = {"summary": ablate.summarize(study, fake_runs(study, v))}
+    rows = ablate.gain_by_stride(results, "mask_AP")  # large_stride is missing: stride 32 is left out
+    assert [r["stride"] for r in rows] == [4, 8, 16]
+    pairs = [("roipool_s4", "roialign_s4", "strides"), ("roipool_s8", "roialign_s8", "strides"),
+             ("roipool", "roialign_avg", "roi_layer")]
+    for row, (pool, align, name) in zip(rows, pairs):
+        a, b = values[name][align], values[name][pool]
+        assert row["gain"] == pytest.approx(100 * (np.mean(a) - np.mean(b)))
+        assert row["two_se"] == pytest.approx(200 * np.sqrt(np.var(a, ddof=1) / 3 + np.var(b, ddof=1) / 3))
+        assert row["roialign"]["mean"] == pytest.approx(np.mean(a))
+    assert [r["paper_gain"] for r in rows] == [None, None, pytest.approx(30.3 - 26.9)]  # Table 2c, mask AP
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = ablate.plot_gain_against_stride(results, "mask_AP")
+    gains = np.asarray(fig.axes[1].lines[0].get_ydata(), dtype=float)
+    np.testing.assert_allclose(gains, [r["gain"] for r in rows])
+    plt.close(fig)
