@@ -160,14 +160,27 @@ def run_one(name: str, variant_name: str, seed: int, base: engine.TrainConfig, o
     return run
 
 
+def select_variants(study: Study, names=None) -> Study:
+    """The study with only the variants named (all of them when names is None), in the study's order."""
+    if names is None:
+        return study
+    known = [v.name for v in study.variants]
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise ValueError(f"study {study.name}: unknown variants {unknown}; choose from {known}")
+    return dataclasses.replace(study, variants=tuple(v for v in study.variants if v.name in names))
+
+
 def run_study(name: str, seeds=(0, 1, 2), iters: int | None = None, out: str = "runs/ablations",
-              device: str = "cpu", command: str = "", overrides: dict | None = None, jobs: int = 1) -> dict:
+              device: str = "cpu", command: str = "", overrides: dict | None = None, jobs: int = 1,
+              variants=None) -> dict:
     """Train every variant of study `name` with every seed; return the results dict (see write_results).
 
     overrides: TrainConfig fields to change for every run (tests use it to shrink the data).
     jobs > 1 runs that many trainings at once in separate processes, one thread each (a many-core
-    machine or a GPU); every run is seeded on its own, so the results do not depend on jobs."""
-    study = get_study(name)
+    machine or a GPU); every run is seeded on its own, so the results do not depend on jobs.
+    variants: names of the variants to train (default: all); the summary then holds only those."""
+    study = select_variants(get_study(name), variants)
     base = dataclasses.replace(study_train_config(iters), device=device, **(overrides or {}))
     tasks = [(name, v.name, seed, base, out) for v in study.variants for seed in seeds]
     start = time.perf_counter()
@@ -211,14 +224,19 @@ def summarize(study: Study, runs: list[dict]) -> list[dict]:
 
 def difference(summary: list[dict], better: str, worse: str, metric: str) -> tuple[float, float] | None:
     """(mean of `better` minus mean of `worse`, two standard errors of that difference) for `metric`
-    of a study's summary, in AP points (x 100); None where a mean is missing.
+    of a study's summary, in AP points (x 100); None where a variant or a mean is missing, and two
+    standard errors None where a variant has a single seed (no spread to estimate them from).
 
     The standard error of a difference of two means over seeds: sqrt(s_a^2 / n_a + s_b^2 / n_b)."""
     rows = {r["variant"]: r for r in summary}
+    if better not in rows or worse not in rows:
+        return None
     a, b = rows[better][metric], rows[worse][metric]
     if a["mean"] is None or b["mean"] is None:
         return None
-    se = math.sqrt(sum((r[metric]["std"] or 0.0) ** 2 / max(r["n"], 1) for r in (rows[better], rows[worse])))
+    if a["std"] is None or b["std"] is None:
+        return 100 * (a["mean"] - b["mean"]), None
+    se = math.sqrt(a["std"] ** 2 / rows[better]["n"] + b["std"] ** 2 / rows[worse]["n"])
     return 100 * (a["mean"] - b["mean"]), 200 * se
 
 
@@ -253,6 +271,8 @@ def verdict(study: Study, summary: list[dict]) -> str:
     diff, two_se = measured
     if len(study.claim) > 3:  # a "close" claim
         return "reproduced" if abs(diff) <= 2.0 else "not reproduced"
+    if two_se is None:
+        return "one seed: no spread to judge it against"
     if diff > two_se and diff > 0:
         return "reproduced"
     if diff < -two_se:
@@ -269,7 +289,8 @@ def finding(study: Study, summary: list[dict]) -> str:
     labels = {r["variant"]: r["label"] for r in summary}
     better, worse, metric = study.claim[:3]
     name = metric.replace("_", " ")
-    spread = "close if within 2" if len(study.claim) > 3 else f"2 standard errors: {two_se:.1f}"
+    spread = ("close if within 2" if len(study.claim) > 3 else "one seed" if two_se is None
+              else f"2 standard errors: {two_se:.1f}")
     return f"{labels[better]} minus {labels[worse]}: {diff:+.1f} {name} ({spread}): {verdict(study, summary)}."
 
 
@@ -314,7 +335,10 @@ def overview_table(results: dict[str, dict]) -> str:
         labels = {v.name: v.label for v in study.variants}
         better, worse, metric = study.claim[:3]
         measured, paper = effect(study, data["summary"]), paper_effect(study)
-        ours = "-" if measured is None else f"{measured[0]:+.1f} ± {measured[1]:.1f}"
+        ours = "-"
+        if measured is not None:
+            diff, two_se = measured
+            ours = f"{diff:+.1f}" + ("" if two_se is None else f" ± {two_se:.1f}")
         lines.append(f"| {study.name} | {labels[better]} - {labels[worse]}, {metric.replace('_', ' ')} | "
                      f"{'-' if paper is None else f'{paper:+.1f}'} | {ours} | {verdict(study, data['summary'])} | "
                      f"{data['wall_seconds'] / 60:.0f} min |")
@@ -400,7 +424,7 @@ def plot_effects(results: dict[str, dict]):
         names.append(f"{study.name}\n{labels[better]} - {labels[worse]}\n{metric.replace('_', ' ')}")
         measured, paper = effect(study, data["summary"]), paper_effect(study)
         if measured is not None:
-            ax.bar(i - 0.2, measured[0], 0.4, yerr=measured[1], capsize=3, color="tab:blue",
+            ax.bar(i - 0.2, measured[0], 0.4, yerr=measured[1] or 0.0, capsize=3, color="tab:blue",
                    label="ours (±2 s.e.)" if i == 0 else None)
         if paper is not None:
             ax.bar(i + 0.2, paper, 0.4, color="white", edgecolor="tab:orange", hatch="///",
@@ -442,7 +466,7 @@ def plot_gain_against_stride(results: dict[str, dict], metric: str = "mask_AP75"
                       marker="o", capsize=3, color=colour, label=label)
     left.set_ylabel(f"{metric.replace('_', ' ')} x 100 (ours)")
     left.legend(fontsize=8)
-    right.errorbar(strides, [r["gain"] for r in rows], [r["two_se"] for r in rows], marker="o", capsize=3,
+    right.errorbar(strides, [r["gain"] for r in rows], [r["two_se"] or 0.0 for r in rows], marker="o", capsize=3,
                    color="tab:blue", label="ours (± 2 s.e.)")
     paper = [(r["stride"], r["paper_gain"]) for r in rows if r["paper_gain"] is not None]
     if paper:
@@ -489,6 +513,7 @@ def add_arguments(p) -> None:
     p.add_argument("--iters", type=int, default=None, help=f"steps per run (default {ABLATION_ITERS})")
     p.add_argument("--device", default="cpu", help="cpu (the timings in the README) or cuda")
     p.add_argument("--jobs", type=int, default=1, help="trainings at once (a many-core machine or a GPU)")
+    p.add_argument("--variants", nargs="+", default=None, help="train only these variants (default: all)")
     p.add_argument("--out", default="runs/ablations", help="folder for the runs' logs")
     p.add_argument("--results", default="benchmarks/ablations", help="folder for <study>.json/.md/.png")
 
@@ -504,7 +529,8 @@ def cmd_ablate(args) -> None:
     command = "python -m minimaskrcnn " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["ablate"] else ""
     for name in names:
         results = run_study(name, tuple(args.seeds), args.iters, args.out, args.device,
-                            command or f"python -m minimaskrcnn ablate {name}", jobs=args.jobs)
+                            command or f"python -m minimaskrcnn ablate {name}", jobs=args.jobs,
+                            variants=args.variants)
         paths = write_results(results, args.results)
         print(markdown_table(results))
         print("wrote " + ", ".join(str(p) for p in paths))

@@ -208,3 +208,18 @@ def test_gain_by_stride_collects_roipool_and_roialign_from_three_studies():
     gains = np.asarray(fig.axes[1].lines[0].get_ydata(), dtype=float)
     np.testing.assert_allclose(gains, [r["gain"] for r in rows])
     plt.close(fig)
+
+
+def test_a_study_can_train_some_of_its_variants(tmp_path):
+    small = {"num_images": 4, "num_val_images": 2, "image_size": 64, "min_size": 64, "max_size": 64, "batch_size": 2,
+             "log_every": 1}
+    results = ablate.run_study("roi_layer", seeds=(0,), iters=1, out=str(tmp_path), overrides=small,
+                               variants=["roialign_avg", "roipool"])
+    assert [r["variant"] for r in results["runs"]] == ["roipool", "roialign_avg"]  # the study's order
+    assert [r["variant"] for r in results["summary"]] == ["roipool", "roialign_avg"]
+    assert results["finding"].startswith("RoIAlign (avg) minus RoIPool")
+    assert results["finding"].endswith("(one seed): one seed: no spread to judge it against.")
+    with pytest.raises(ValueError, match="roialign_mean"):
+        ablate.select_variants(ablate.STUDIES["roi_layer"], ["roialign_mean"])
+    study = ablate.select_variants(ablate.STUDIES["roi_layer"], ["roiwarp"])
+    assert ablate.verdict(study, ablate.summarize(study, fake_runs(study, {"roiwarp": [0.5]}))) == "not measured"
