@@ -289,8 +289,9 @@ def finding(study: Study, summary: list[dict]) -> str:
     labels = {r["variant"]: r["label"] for r in summary}
     better, worse, metric = study.claim[:3]
     name = metric.replace("_", " ")
-    spread = ("close if within 2" if len(study.claim) > 3 else "one seed" if two_se is None
-              else f"2 standard errors: {two_se:.1f}")
+    if two_se is None and len(study.claim) == 3:
+        return f"{labels[better]} minus {labels[worse]}: {diff:+.1f} {name} ({verdict(study, summary)})."
+    spread = "close if within 2" if len(study.claim) > 3 else f"2 standard errors: {two_se:.1f}"
     return f"{labels[better]} minus {labels[worse]}: {diff:+.1f} {name} ({spread}): {verdict(study, summary)}."
 
 
@@ -332,7 +333,7 @@ def overview_table(results: dict[str, dict]) -> str:
              "|---|---|---|---|---|---|"]
     for data in results.values():
         study = get_study(data["study"])
-        labels = {v.name: v.label for v in study.variants}
+        labels = short_labels(study)
         better, worse, metric = study.claim[:3]
         measured, paper = effect(study, data["summary"]), paper_effect(study)
         ours = "-"
@@ -396,7 +397,7 @@ def plot_against_paper(results: dict[str, dict], metric: str = "mask_AP75", cols
             if entry["paper"] is not None:
                 ax.bar(i + 0.2, entry["paper"], 0.4, color="white", edgecolor="tab:orange", hatch="///",
                        label="paper" if i == 0 else None)
-        ax.set_xticks(range(len(data["summary"])), [r["label"].replace(" (", "\n(") for r in data["summary"]],
+        ax.set_xticks(range(len(data["summary"])), [r["label"].replace(" (", "\n(").replace(", ", "\n") for r in data["summary"]],
                       fontsize=7)
         ax.set_title(data["title"], fontsize=8)
         ax.set_ylim(0, 100)
@@ -415,13 +416,13 @@ def plot_effects(results: dict[str, dict]):
     effect the seeds cannot tell from noise."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(1.3 + 1.3 * len(results), 3.2), dpi=80)
+    fig, ax = plt.subplots(figsize=(1.3 + 1.5 * len(results), 3.4), dpi=80)
     names = []
     for i, data in enumerate(results.values()):
         study = get_study(data["study"])
         better, worse, metric = study.claim[:3]
         labels = short_labels(study)
-        names.append(f"{study.name}\n{labels[better]} - {labels[worse]}\n{metric.replace('_', ' ')}")
+        names.append(f"{study.name}\n{labels[better]}\nminus {labels[worse]}\n{metric.replace('_', ' ')}")
         measured, paper = effect(study, data["summary"]), paper_effect(study)
         if measured is not None:
             ax.bar(i - 0.2, measured[0], 0.4, yerr=measured[1] or 0.0, capsize=3, color="tab:blue",

@@ -174,6 +174,15 @@ def test_overview_table_lists_every_study_with_its_verdict():
     assert "| not reproduced |" in lines[3]
 
 
+def test_every_study_is_stored_and_the_readme_shows_their_overview():
+    stored = ablate.load_results(STORED)
+    assert list(stored) == list(ablate.STUDIES)
+    readme = (STORED.parents[1] / "README.md").read_text()
+    assert ablate.overview_table(stored) in readme
+    for name in stored:
+        assert f"benchmarks/ablations/{name}.md" in readme
+
+
 def test_short_labels_drop_the_parenthesis_unless_two_would_collide():
     assert ablate.short_labels(ablate.STUDIES["roi_layer"]) == {
         "roipool": "RoIPool", "roiwarp": "RoIWarp", "roialign_max": "RoIAlign (max)", "roialign_avg": "RoIAlign (avg)"}
@@ -218,7 +227,7 @@ def test_a_study_can_train_some_of_its_variants(tmp_path):
     assert [r["variant"] for r in results["runs"]] == ["roipool", "roialign_avg"]  # the study's order
     assert [r["variant"] for r in results["summary"]] == ["roipool", "roialign_avg"]
     assert results["finding"].startswith("RoIAlign (avg) minus RoIPool")
-    assert results["finding"].endswith("(one seed): one seed: no spread to judge it against.")
+    assert results["finding"].endswith("mask AP75 (one seed: no spread to judge it against).")
     with pytest.raises(ValueError, match="roialign_mean"):
         ablate.select_variants(ablate.STUDIES["roi_layer"], ["roialign_mean"])
     study = ablate.select_variants(ablate.STUDIES["roi_layer"], ["roiwarp"])
