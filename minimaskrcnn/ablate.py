@@ -347,7 +347,7 @@ def overview_table(results: dict[str, dict]) -> str:
 
 
 def short_labels(study: Study) -> dict[str, str]:
-    """Variant name -> its label without the parenthesis ("RoIPool (quantized)" -> "RoIPool"), unless
+    """Variant name -> its label without the parenthesis ("RoIWarp (avg)" -> "RoIWarp"), unless
     two variants of the study would then look the same ("RoIAlign (max)", "RoIAlign (avg)")."""
     short = {v.name: v.label.split(" (")[0] for v in study.variants}
     taken = list(short.values())
@@ -397,8 +397,8 @@ def plot_against_paper(results: dict[str, dict], metric: str = "mask_AP75", cols
             if entry["paper"] is not None:
                 ax.bar(i + 0.2, entry["paper"], 0.4, color="white", edgecolor="tab:orange", hatch="///",
                        label="paper" if i == 0 else None)
-        ax.set_xticks(range(len(data["summary"])), [r["label"].replace(" (", "\n(").replace(", ", "\n") for r in data["summary"]],
-                      fontsize=7)
+        ticks = [r["label"].replace(" (", "\n(").replace(", ", "\n") for r in data["summary"]]  # a line per part
+        ax.set_xticks(range(len(ticks)), ticks, fontsize=7)
         ax.set_title(data["title"], fontsize=8)
         ax.set_ylim(0, 100)
         ax.tick_params(axis="y", labelsize=7)
