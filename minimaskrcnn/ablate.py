@@ -215,9 +215,7 @@ def summarize(study: Study, runs: list[dict]) -> list[dict]:
                 mean = sum(values) / len(values) if values else None
                 std = (math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
                        if len(values) > 1 else None)
-                paper = variant.paper.get(task)
-                row[f"{task}_{m}"] = {"mean": mean, "std": std,
-                                      "paper": None if paper is None else paper[METRICS.index(m)]}
+                row[f"{task}_{m}"] = {"mean": mean, "std": std, "paper": paper_value(variant, f"{task}_{m}")}
         rows.append(row)
     return rows
 
@@ -246,12 +244,17 @@ def effect(study: Study, summary: list[dict]) -> tuple[float, float] | None:
     return difference(summary, *study.claim[:3]) if study.claim else None
 
 
-def paper_difference(study: Study, better: str, worse: str, metric: str) -> float | None:
-    """The paper's number for `better` minus `worse` on `metric` (e.g. "mask_AP75"), or None where
-    the paper does not give both."""
-    variants = {v.name: v for v in study.variants}
+def paper_value(variant: Variant, metric: str) -> float | None:
+    """The paper's number for a variant's `metric` (e.g. "mask_AP75"), or None where it gives none."""
     task, m = metric.split("_", 1)
-    values = [(variants[name].paper.get(task) or (None,) * len(METRICS))[METRICS.index(m)] for name in (better, worse)]
+    values = variant.paper.get(task)
+    return None if values is None else values[METRICS.index(m)]
+
+
+def paper_difference(study: Study, better: str, worse: str, metric: str) -> float | None:
+    """The paper's number for `better` minus `worse` on `metric`, or None where it does not give both."""
+    variants = {v.name: v for v in study.variants}
+    values = [paper_value(variants[name], metric) for name in (better, worse)]
     return None if None in values else round(values[0] - values[1], 2)
 
 
