@@ -21,6 +21,10 @@ class BackboneConfig:
     depth: int = 50  # ResNet depth: 18, 34 (basic blocks), 50, 101 (bottlenecks)
     variant: str = "fpn"  # "fpn" (P2-P6, Sec. 3.1 / FPN paper) or "c4" (stage-4 features, stride 16)
     norm: str = "frozen_bn"  # "frozen_bn" for pretrained weights, "bn" or "gn" to train from scratch
+    # eps of the frozen BN, y = (x - mean) / sqrt(var + eps) * w + b. torchvision's own ResNets use 1e-5, but
+    # it runs its COCO-trained Mask R-CNN weights (COCO_V1) with eps = 0.0 (`overwrite_eps`), the Detectron
+    # convention those weights were trained with; `convert.coco_config()` sets it
+    frozen_bn_eps: float = 1e-5
     stem_channels: int = 64  # channels after the 7x7 stem; ResNet: 64. Stage widths scale with it
     trainable_layers: int = 3  # stages (of 5, stem counted) that get gradients; torchvision: 3
     fpn_channels: int = 256  # channels of every pyramid level P2-P6; FPN paper: 256

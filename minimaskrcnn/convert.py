@@ -159,9 +159,23 @@ def convert_torchvision_maskrcnn(state_dict: dict) -> dict[str, torch.Tensor]:
 # ------------------------------------------------------------------------------------------------
 
 
+def coco_config(num_classes: int = 91):
+    """The config that runs torchvision's COCO-trained `maskrcnn_resnet50_fpn` weights as torchvision does:
+    `config.r50_fpn` with the frozen BatchNorm's eps at 0.0. torchvision builds that model with eps 1e-5 and
+    then overwrites it with 0.0 when it loads the COCO_V1 weights (`overwrite_eps` in
+    torchvision/models/detection/mask_rcnn.py); with 1e-5 the same weights give boxes up to half a pixel
+    and scores 0.005 apart, and visibly different masks."""
+    from .config import r50_fpn
+
+    cfg = r50_fpn(num_classes)
+    cfg.backbone.frozen_bn_eps = 0.0
+    return cfg
+
+
 def load_torchvision_maskrcnn(model: nn.Module, state_dict: dict) -> None:
     """Load a torchvision `maskrcnn_resnet50_fpn` state_dict (e.g. its COCO checkpoint, 91 classes)
-    into our `MaskRCNN` built from `config.r50_fpn(num_classes)`. Strict: ValueError lists what does
+    into our `MaskRCNN` built from `config.r50_fpn(num_classes)` (for the COCO-trained weights:
+    `coco_config()`, whose frozen BN has torchvision's eps of 0). Strict: ValueError lists what does
     not fit (for instance a different num_classes shows as shape mismatches of the predictors)."""
     load_state_dict_strict(model, convert_torchvision_maskrcnn(state_dict), "torchvision maskrcnn_resnet50_fpn")
 

@@ -72,6 +72,13 @@ class FrozenBatchNorm2d(nn.Module):
         return f"{self.weight.shape[0]}, eps={self.eps}"
 
 
+def set_frozen_bn_eps(module: nn.Module, eps: float) -> None:
+    """Give every FrozenBatchNorm2d inside `module` this eps (BackboneConfig.frozen_bn_eps)."""
+    for m in module.modules():
+        if isinstance(m, FrozenBatchNorm2d):
+            m.eps = eps
+
+
 def make_norm(norm: str, channels: int) -> nn.Module:
     """The normalization layer named by BackboneConfig.norm, for `channels` channels."""
     if norm == "frozen_bn":
@@ -163,6 +170,8 @@ def check_config(cfg: BackboneConfig) -> None:
         raise ValueError(f"BackboneConfig.trainable_layers must be in 0..5, got {cfg.trainable_layers!r}")
     if not (isinstance(cfg.fpn_channels, int) and cfg.fpn_channels > 0):
         raise ValueError(f"BackboneConfig.fpn_channels must be a positive int, got {cfg.fpn_channels!r}")
+    if not (isinstance(cfg.frozen_bn_eps, (int, float)) and cfg.frozen_bn_eps >= 0):
+        raise ValueError(f"BackboneConfig.frozen_bn_eps must be a number >= 0, got {cfg.frozen_bn_eps!r}")
 
 
 class ResNet(nn.Module):
@@ -236,6 +245,7 @@ class FPNBackbone(nn.Module):
     def __init__(self, cfg: BackboneConfig):
         super().__init__()
         self.body = ResNet(cfg.depth, cfg.norm, cfg.stem_channels, num_stages=4)
+        set_frozen_bn_eps(self.body, cfg.frozen_bn_eps)
         freeze_early_layers(self.body, cfg.trainable_layers)
         self.fpn = FPN([self.body.channels[f"c{k}"] for k in (2, 3, 4, 5)], cfg.fpn_channels)
         self.out_channels = cfg.fpn_channels
@@ -251,6 +261,7 @@ class C4Backbone(nn.Module):
     def __init__(self, cfg: BackboneConfig):
         super().__init__()
         self.body = ResNet(cfg.depth, cfg.norm, cfg.stem_channels, num_stages=3)
+        set_frozen_bn_eps(self.body, cfg.frozen_bn_eps)
         freeze_early_layers(self.body, cfg.trainable_layers)
         self.out_channels = self.body.channels["c4"]
         self.strides = {"c4": 16}
@@ -272,6 +283,7 @@ def build_res5_head(cfg: BackboneConfig) -> ResStage:
     w = cfg.stem_channels
     head = ResStage(block, w * 4 * block.expansion, w * 8, blocks_per_stage[3], 2, cfg.norm)
     init_weights(head)
+    set_frozen_bn_eps(head, cfg.frozen_bn_eps)
     head.requires_grad_(cfg.trainable_layers >= 1)
     return head
 

@@ -74,6 +74,30 @@ def test_frozen_bn_matches_torchvision_and_ignores_step_counter():
     assert sorted(ours.state_dict()) == ["bias", "running_mean", "running_var", "weight"]
 
 
+@pytest.mark.parametrize("variant, count", [("fpn", 20), ("c4", 15)])
+def test_frozen_bn_eps_of_the_config_reaches_every_layer(variant, count):
+    # torchvision runs its COCO weights with eps 0 (overwrite_eps); the config carries that choice.
+    # ResNet-18's norms: stem 1, then 2 blocks x 2 per stage and a shortcut in stages 3-5 (C4: stages 2-4).
+    cfg = BackboneConfig(depth=18, variant=variant, frozen_bn_eps=0.0)
+    body = [m for m in build_backbone(cfg).modules() if isinstance(m, FrozenBatchNorm2d)]
+    res5 = [m for m in build_res5_head(cfg).modules() if isinstance(m, FrozenBatchNorm2d)]
+    assert (len(body), len(res5)) == (count, 5)
+    assert {m.eps for m in body + res5} == {0.0}
+    bn = randomize_norms(nn.BatchNorm2d(8)).eval()
+    bn.running_var[0] = 1e-5  # a near-constant channel, where eps decides the scale: 1 / sqrt(1e-5 + eps)
+    reference = TVFrozenBN(8, eps=0.0)
+    reference.load_state_dict({k: v for k, v in bn.state_dict().items() if k != "num_batches_tracked"})
+    ours = FrozenBatchNorm2d(8)
+    load_state_dict_strict(ours, bn.state_dict())
+    ours.eps = body[0].eps
+    x = torch.randn(2, 8, 5, 7)
+    torch.testing.assert_close(ours(x), reference(x))
+    ours.eps = 1e-5  # the default: that channel comes out sqrt(2) times smaller
+    torch.testing.assert_close(ours(x)[:, 0] - bn.bias[0], (reference(x)[:, 0] - bn.bias[0]) / 2 ** 0.5)
+    with pytest.raises(ValueError, match="frozen_bn_eps"):
+        build_backbone(BackboneConfig(depth=18, frozen_bn_eps=-1.0))
+
+
 def test_frozen_bn_keeps_autocast_dtype():
     # Under autocast the convs give bf16 maps; float32 buffers must not promote them back to float32.
     bn = randomize_norms(nn.BatchNorm2d(8)).eval()
