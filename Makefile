@@ -7,14 +7,6 @@ STAMP := $(VENV)/.installed
 # OpenMP threads that spin while they wait make small steps several times slower on a busy 2-core machine.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-# Real COCO for the tests and notebook 06: an explicit MINIMASKRCNN_COCO wins; otherwise the tiny
-# COCO that sits beside a developer's checkout, when there is one.
-ifeq ($(origin MINIMASKRCNN_COCO), undefined)
-ifneq ($(wildcard ../shared/coco/tiny_coco),)
-export MINIMASKRCNN_COCO := $(abspath ../shared/coco/tiny_coco)
-endif
-endif
-
 .PHONY: env test unit notebooks demo bench lab clean
 
 env: $(STAMP)

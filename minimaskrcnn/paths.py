@@ -1,7 +1,9 @@
 """Where the data lives: the default COCO root and how to override it.
 
-Precedence: an explicit path (the CLI's `--data` flag) > the environment variable MINIMASKRCNN_COCO >
-`<repo>/data/coco`. A COCO root has the official layout:
+Precedence: an explicit path (the CLI's `--data` flag, relative to the current folder like any path) > the
+environment variable MINIMASKRCNN_COCO > `<repo>/data/coco` when it exists (the full COCO, fetched by
+`python -m minimaskrcnn download`) > `<repo>/data/coco_sample`, the 24 + 20 real COCO images shipped with the
+repository (see its README.md), so that a fresh clone has real data. A COCO root has the official layout:
 
     root/annotations/instances_{split}.json     e.g. instances_val2017.json
     root/{split}/*.jpg                          e.g. val2017/000000397133.jpg
@@ -14,10 +16,12 @@ from pathlib import Path
 COCO_ENV = "MINIMASKRCNN_COCO"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT / "data"
+SAMPLE_ROOT = DATA_DIR / "coco_sample"
 
 
 def coco_root(override: str | os.PathLike | None = None) -> Path:
-    """The COCO root folder: `override` if given, else $MINIMASKRCNN_COCO, else <repo>/data/coco.
+    """The COCO root folder: `override` if given, else $MINIMASKRCNN_COCO, else <repo>/data/coco if it
+    exists, else the shipped sample <repo>/data/coco_sample.
 
     Nothing is checked here (a download may be about to create it); see `coco_root_problems`.
     """
@@ -26,7 +30,14 @@ def coco_root(override: str | os.PathLike | None = None) -> Path:
     env = os.environ.get(COCO_ENV, "")
     if env:
         return Path(env).expanduser()
-    return DATA_DIR / "coco"
+    full = DATA_DIR / "coco"
+    return full if full.exists() else SAMPLE_ROOT
+
+
+def download_root(override: str | os.PathLike | None = None) -> Path:
+    """Where `download` puts the official COCO: as coco_root, but never the shipped sample."""
+    root = coco_root(override)
+    return DATA_DIR / "coco" if root == SAMPLE_ROOT else root
 
 
 def ann_file(root: str | os.PathLike, split: str) -> Path:

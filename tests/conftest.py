@@ -1,9 +1,9 @@
-"""Shared fixtures. `coco_root`: the real tiny COCO (50 train2017 + 50 val2017 images) the tests read.
+"""Shared fixtures. `coco_root`: the real COCO images the tests read.
 
-Set MINIMASKRCNN_COCO to point at it (the Makefile and .ci/run do, at ../shared/coco/tiny_coco). When the
-variable is set but the folder is incomplete, the tests FAIL: a CI that silently skipped the real-data
-tests would pass without testing them. They skip only when the variable is unset and the default
-<repo>/data/coco does not exist either.
+By default the sample shipped in data/coco_sample (24 train2017 + 20 val2017 images), so the real-data tests run
+on every fresh clone, with nothing beside it and no network. MINIMASKRCNN_COCO points them at another COCO root
+instead (any root with train2017 and val2017); when it names a folder that is missing or incomplete, the tests
+FAIL rather than skip: a CI that silently skipped the real-data tests would pass without testing them.
 """
 import os
 
@@ -14,10 +14,7 @@ from minimaskrcnn import paths
 
 @pytest.fixture(scope="session")
 def coco_root():
-    root = paths.coco_root()
-    if not os.environ.get(paths.COCO_ENV) and not root.exists():
-        pytest.skip(f"no COCO data: {paths.COCO_ENV} is unset and the default {root} does not exist "
-                    f"(export {paths.COCO_ENV}=<path to shared/coco/tiny_coco>)")
+    root = paths.coco_root() if os.environ.get(paths.COCO_ENV) else paths.SAMPLE_ROOT
     problems = paths.coco_root_problems(root)
     if problems:
         pytest.fail(f"{paths.COCO_ENV}={os.environ.get(paths.COCO_ENV, '')!r} -> {root}: " + "; ".join(problems),

@@ -1,6 +1,6 @@
 """The real-data path on the CPU: COCO images -> CocoDataset -> `train` -> pycocotools evaluation.
 
-A short from-scratch run of the CPU model on a few of the real train2017 images in the tiny COCO
+A short from-scratch run of the CPU model on a few of the real train2017 images of the shipped COCO sample
 (tests/conftest.py's coco_root), through the command line as a user runs it, with the evaluation
 on those same training images: the model must overfit them, with train-set AP rising well above 0.
 
@@ -43,8 +43,8 @@ def test_short_run_overfits_real_coco_images(coco_root, tmp_path):
     assert [s for s, _ in evals] == [ITERS // 2, ITERS]
     assert losses[-1] < 0.5 * losses[0]
     (_, half), (_, end) = evals
-    # measured: AP 0.26 (box) / 0.13 (mask) at step 100, 0.52 / 0.34 at step 200
-    assert end["bbox"]["AP"] > 0.3 and end["segm"]["AP"] > 0.2, end
+    # measured on data/coco_sample: AP 0.14 (box) / 0.08 (mask) at step 100, 0.33 / 0.18 at step 200
+    assert end["bbox"]["AP"] > 0.25 and end["segm"]["AP"] > 0.12, end
     for kind in ("bbox", "segm"):
         assert end[kind]["AP"] > half[kind]["AP"] + 0.05, kind
     # the results JSON is in the evaluation server's format: COCO image and category ids, RLE masks
