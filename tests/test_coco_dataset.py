@@ -188,7 +188,7 @@ def test_degenerate_box_is_dropped_with_a_warning(tmp_path):
             {"id": 22, "image_id": 1, "category_id": 3, "bbox": [5, 5, 10, 10], "segmentation": [square(5, 5, 10)],
              "area": 100, "iscrowd": 0}]
     write_coco(tmp_path, annotations=anns)
-    with pytest.warns(UserWarning, match="annotation 21 "):
+    with pytest.warns(UserWarning, match=r"left out 1 training targets \(1 with a box under 1 pixel"):
         ds = CocoDataset(tmp_path, split="val")
     assert ds.load_target(0)["boxes"].tolist() == [[5, 5, 15, 15]]
     assert 21 in ds.coco.anns  # still part of the evaluation ground truth
@@ -230,15 +230,75 @@ def test_unknown_category_names_annotation_and_category(tmp_path):
     assert unchanged(ann_file, before)
 
 
-def test_polygon_with_two_points_names_annotation(tmp_path):
-    anns = [{"id": 41, "image_id": 1, "category_id": 3, "bbox": [0, 0, 4, 4], "segmentation": [[0, 0, 4, 4]]}]
+def test_invalid_shapes_are_dropped_and_counted_in_one_warning(tmp_path):
+    nan = float("nan")
+    ann = dict(image_id=1, category_id=3, bbox=[10, 5, 20, 20], iscrowd=0)
+    anns = [{**ann, "id": 41, "segmentation": [[0, 0, 4, 4], square(10, 5, 20)]},  # one bad polygon of two
+            {**ann, "id": 42, "segmentation": [[1, 1, nan, 5, 9, 9]]},
+            {**ann, "id": 43, "segmentation": []},  # CVAT's rectangles
+            {**ann, "id": 44, "segmentation": [[0, 0, 5, 5, 10, 10]]},  # collinear: zero area
+            {**ann, "id": 45, "segmentation": [[0, 0, 4, 4, 5]]},
+            {**ann, "id": 46, "bbox": [nan, 5, 20, 20], "segmentation": [square(10, 5, 20)]},
+            {**ann, "id": 47, "category_id": 7, "segmentation": [square(30, 10, 10)], "bbox": [30, 10, 10, 10]}]
     write_coco(tmp_path, annotations=anns)
-    with pytest.raises(ValueError, match=r"annotation 41 has a polygon with 2 points"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = CocoDataset(tmp_path, split="val")
+    assert [str(w.message).split(": left out ")[1] for w in caught] == [
+        "4 polygons (1 with fewer than 3 points, 1 with NaN or infinite coordinates, 1 of zero area, "
+        "1 with an odd number of coordinates), 5 annotations (4 with no valid polygon left, "
+        "1 with a NaN or infinite bbox)"]
+    assert sorted(ds.coco.anns) == [41, 47]  # gone from the evaluation ground truth too
+    assert ds.coco.anns[41]["segmentation"] == [square(10, 5, 20)] and ds.coco.anns[41]["area"] == 400
+    target = ds.load_target(0)
+    assert target["labels"].tolist() == [1, 2]
+    assert np.array_equal(target["masks"][0].numpy(), _box_mask(40, 60, 10, 5, 20))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d["images"][0].update(height="40"), r"image 1 \(images\[0\]\) has height '40'; it must be a positive"),
+    (lambda d: d["images"][1].update(width=30.5), r"image 2 \(images\[1\]\) has width 30.5"),
+    (lambda d: d["images"][0].update(id="1"), r"images\[0\] has id '1'; ids must be integers"),
+    (lambda d: d["annotations"][0].update(segmentation=[[0, 0, "4", 4, 9, 9]]),
+     r"annotation 11 has a polygon that is not a flat list of x, y numbers"),
+    (lambda d: d["annotations"][0].update(bbox=[1, 2, 3]), r"annotation 11 has bbox \[1, 2, 3\], expected \[x, y, w, h\]"),
+    (lambda d: d["annotations"][0].update(image_id=9), r"annotation 11 refers to unknown image_id 9"),
+])
+def test_structural_errors_name_the_file_and_the_item(tmp_path, change, message):
+    ann_file = write_coco(tmp_path)
+    data = json.loads(ann_file.read_text())
+    change(data)
+    ann_file.write_text(json.dumps(data))
+    before = ann_file.read_bytes()
+    with pytest.raises(ValueError, match=r"instances_val\.json: " + message):
         CocoDataset(tmp_path, split="val")
-    anns[0]["segmentation"] = [[0, 0, 4, 4, 5]]
-    write_coco(tmp_path, annotations=anns)
-    with pytest.raises(ValueError, match=r"annotation 41 has a polygon that is not a flat list of x, y pairs"):
-        CocoDataset(tmp_path, split="val")
+    assert unchanged(ann_file, before)
+
+
+def test_an_export_with_any_category_ids_subfolders_and_no_area(tmp_path):
+    """0-based category ids with a gap, file names in subfolders, integral float sizes, no area, no iscrowd."""
+    root = tmp_path / "export"
+    (root / "images" / "day").mkdir(parents=True)
+    Image.fromarray(np.full((40, 60, 3), 90, dtype=np.uint8)).save(root / "images" / "day" / "a.jpg")
+    data = {"images": [{"id": 7, "file_name": "day/a.jpg", "height": 40.0, "width": 60}],
+            "categories": [{"id": 0, "name": "cat"}, {"id": 5, "name": "dog"}],
+            "annotations": [{"id": 1, "image_id": 7, "category_id": 0, "bbox": [10, 5, 20, 20],
+                             "segmentation": [square(10, 5, 20)]},
+                            {"id": 2, "image_id": 7, "category_id": 5, "bbox": [30, 10, 10, 10],
+                             "segmentation": [square(30, 10, 10)]}]}
+    (root / "labels.json").write_text(json.dumps(data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = CocoDataset(ann_file=root / "labels.json", image_dir=root / "images")
+    assert ds.class_names == ["background", "cat", "dog"] and ds.label_to_cat_id == {1: 0, 2: 5}
+    image, target = ds[0]
+    assert image.shape == (3, 40, 60) and target["labels"].tolist() == [1, 2]
+    assert [a["area"] for a in ds.coco.dataset["annotations"]] == [400.0, 100.0]
+    # pycocotools scores the ground truth, given as detections, at AP 1 with these category ids
+    from minimaskrcnn.evaluation import detections_to_coco, evaluate_coco
+    det = {**target, "scores": torch.ones(2), "masks": target["masks"].float()}
+    metrics = evaluate_coco(ds.coco, detections_to_coco([det], [7], ds.label_to_cat_id))
+    assert metrics["bbox"]["AP"] == pytest.approx(1.0) and metrics["segm"]["AP"] == pytest.approx(1.0)
 
 
 def test_missing_image_file_is_named(tmp_path):

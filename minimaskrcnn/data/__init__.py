@@ -8,7 +8,8 @@ ds.image_ids; ds.coco (pycocotools ground truth for evaluation).
 `download_coco(root, splits)` fetches the official COCO archives (resumable, checksummed);
 `make_subset(ann_file, out_file, num_images=..., categories=...)` carves a smaller COCO out of them.
 """
-from .coco import CocoDataset, coco_from_dict, load_coco_json, read_rgb
+from .coco import CocoDataset, read_rgb
+from .coco_json import coco_from_dict, load_coco_json
 from .download import download_coco
 from .shapes import ShapesDataset
 from .subset import make_subset

@@ -1,21 +1,20 @@
 """A COCO-format instance segmentation dataset (the paper's Sec. 4 data: COCO train2017 / val2017).
 
-Reads any COCO-format export (COCO itself, CVAT, Labelme, Roboflow) through pycocotools:
-images are decoded with Pillow and converted to RGB; polygons and RLE (crowd included) become masks;
-COCO category ids (sparse: 1..90 for 80 classes) map to contiguous labels 1..K-1, label 0 is background.
+Reads any COCO-format export (COCO itself, CVAT, Labelme, Roboflow: one JSON and one image folder) through
+pycocotools: images are decoded with Pillow and converted to RGB; polygons and RLE (crowd included) become
+masks; category ids (COCO's sparse 1..90 for 80 classes, or 0-based, or anything) map to contiguous labels
+1..K-1, label 0 is background. `file_name` may name a file in a subfolder of the image folder.
 
-Training targets leave out crowd regions (iscrowd=1) and degenerate boxes (w or h < 1 pixel, warned
-once at construction); both stay in `ds.coco`, the ground truth the evaluation compares against, as in
-the official COCO protocol. The annotation JSON is validated when the dataset is built, so a bad file
-fails at once with a message naming the field, not later inside a DataLoader worker.
+The JSON is checked when the dataset is built (`coco_json.py`): a structural error fails at once with a
+message naming the file and the annotation, not later inside a DataLoader worker; invalid polygons and
+annotations are dropped, everywhere, and counted in one warning. Training targets also leave out crowd regions
+(iscrowd=1) and degenerate boxes (w or h < 1 pixel inside the image, counted in the same warning); both stay in
+`ds.coco`, the ground truth the evaluation compares against, as in the official COCO protocol.
 
 Glossary: N instances in one image, H, W image height and width, K classes including background.
 """
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import os
 import warnings
 from pathlib import Path
@@ -23,116 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from pycocotools import mask as mask_utils
-from pycocotools.coco import COCO
 
 from .. import paths
-
-REQUIRED = {
-    "file": ("images", "annotations", "categories"),
-    "images": ("id", "file_name", "height", "width"),
-    "annotations": ("id", "image_id", "category_id", "bbox", "segmentation"),
-    "categories": ("id", "name"),
-}
-
-
-def coco_from_dict(data: dict) -> COCO:
-    """A pycocotools COCO over an in-memory dataset dict, without pycocotools' progress prints."""
-    coco = COCO()
-    coco.dataset = data
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco.createIndex()
-    return coco
-
-
-def load_coco_json(ann_file: str | os.PathLike) -> dict:
-    """Read and validate a COCO instances JSON; returns the dict with `iscrowd` and `area` filled in
-    where an export left them out (pycocotools' evaluation reads both). Raises ValueError naming the
-    file and the offending field or annotation id."""
-    ann_file = Path(ann_file)
-    if not ann_file.is_file():
-        raise FileNotFoundError(f"annotation file {ann_file} does not exist")
-    try:
-        data = json.loads(ann_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{ann_file} is not valid JSON: {e}") from e
-    validate_coco_dict(data, str(ann_file))
-    return data
-
-
-def validate_coco_dict(data, source: str) -> None:
-    """Cheap structural checks of a COCO instances dict; `source` names the file in error messages."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{source}: expected a JSON object with keys {REQUIRED['file']}, "
-                         f"got {type(data).__name__}")
-    missing = [k for k in REQUIRED["file"] if k not in data]
-    if missing:
-        raise ValueError(f"{source} is not a COCO instances file: missing top-level key(s) {missing}")
-    for section in ("images", "annotations", "categories"):
-        if not isinstance(data[section], list):
-            raise ValueError(f"{source}: '{section}' must be a list, got {type(data[section]).__name__}")
-        for i, item in enumerate(data[section]):
-            lacking = [k for k in REQUIRED[section] if not isinstance(item, dict) or k not in item]
-            if lacking:
-                raise ValueError(f"{source}: {section}[{i}] is missing key(s) {lacking}")
-    images = {img["id"]: img for img in data["images"]}
-    if len(images) != len(data["images"]):
-        raise ValueError(f"{source}: duplicate image ids in 'images'")
-    cat_ids = {c["id"] for c in data["categories"]}
-    if len(cat_ids) != len(data["categories"]):
-        raise ValueError(f"{source}: duplicate category ids in 'categories'")
-    ann_ids = set()
-    for ann in data["annotations"]:
-        aid = ann["id"]
-        if aid in ann_ids:
-            raise ValueError(f"{source}: duplicate annotation id {aid}")
-        ann_ids.add(aid)
-        if ann["image_id"] not in images:
-            raise ValueError(f"{source}: annotation {aid} refers to unknown image_id {ann['image_id']}")
-        if ann["category_id"] not in cat_ids:
-            raise ValueError(f"{source}: annotation {aid} has unknown category_id {ann['category_id']} "
-                             f"(categories: {sorted(cat_ids)})")
-        bbox = ann["bbox"]
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
-            raise ValueError(f"{source}: annotation {aid} has bbox {bbox!r}, expected [x, y, w, h]")
-        img = images[ann["image_id"]]
-        _check_segmentation(ann["segmentation"], aid, (img["height"], img["width"]), source)
-        ann.setdefault("iscrowd", 0)
-        if "area" not in ann:  # the mask's pixel count, as in the official files
-            ann["area"] = float(mask_utils.area(_to_rle(ann["segmentation"], img["height"], img["width"])))
-
-
-def _check_segmentation(segm, aid, size_hw, source: str) -> None:
-    """A list of polygons [[x1, y1, x2, y2, ...], ...] of >= 3 points each, or an RLE dict of the image size."""
-    if isinstance(segm, list):
-        if not segm:
-            raise ValueError(f"{source}: annotation {aid} has an empty segmentation list")
-        for poly in segm:
-            if not isinstance(poly, list) or len(poly) % 2:
-                raise ValueError(f"{source}: annotation {aid} has a polygon that is not a flat list of "
-                                 f"x, y pairs: {str(poly)[:60]}")
-            if len(poly) < 6:
-                raise ValueError(f"{source}: annotation {aid} has a polygon with {len(poly) // 2} points; "
-                                 f"a polygon needs at least 3 (x, y) points")
-    elif isinstance(segm, dict):
-        if "counts" not in segm or "size" not in segm:
-            raise ValueError(f"{source}: annotation {aid}: RLE segmentation needs 'counts' and 'size'")
-        if list(segm["size"]) != list(size_hw):
-            raise ValueError(f"{source}: annotation {aid}: RLE size {segm['size']} differs from its image's "
-                             f"(height, width) {list(size_hw)}")
-    else:
-        raise ValueError(f"{source}: annotation {aid}: segmentation must be polygons or RLE, "
-                         f"got {type(segm).__name__}")
-
-
-def _to_rle(segm, h: int, w: int) -> dict:
-    """Polygons, uncompressed RLE or compressed RLE -> one compressed RLE (as pycocotools' annToRLE)."""
-    if isinstance(segm, list):
-        return mask_utils.merge(mask_utils.frPyObjects(segm, h, w))
-    if isinstance(segm["counts"], list):
-        return mask_utils.frPyObjects(segm, h, w)
-    return segm
-
+from .coco_json import clean_coco_dict, coco_from_dict, describe_dropped, load_coco_json
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
     """Decode an image file with Pillow into (H, W, 3) uint8 RGB, whatever its mode (L, P, RGBA, CMYK,
@@ -177,7 +69,9 @@ class CocoDataset:
         self.image_dir = Path(image_dir) if image_dir is not None else root / split
         self.split = split
         self.transforms = transforms
-        self.coco = coco_from_dict(load_coco_json(self.ann_file))
+        data = load_coco_json(self.ann_file)
+        problems = clean_coco_dict(data)
+        self.coco = coco_from_dict(data)
 
         cat_ids = sorted(self.coco.cats)
         self.label_to_cat_id = {label: cat for label, cat in enumerate(cat_ids, start=1)}
@@ -195,12 +89,13 @@ class CocoDataset:
             x1, y1 = max(x, 0.0), max(y, 0.0)  # clip to the image, then judge the size
             x2, y2 = min(x + w, img["width"]), min(y + h, img["height"])
             if x2 - x1 < 1 or y2 - y1 < 1:
-                warnings.warn(f"{self.ann_file}: annotation {ann['id']} has a degenerate bbox {ann['bbox']} "
-                              f"(w or h < 1 pixel inside the image); left out of the training targets")
+                problems["training targets", "with a box under 1 pixel inside the image (kept for evaluation)"] += 1
                 continue
             label = self.cat_id_to_label[ann["category_id"]]
             self._instances[ann["image_id"]].append((ann["id"], (x1, y1, x2, y2), label))
 
+        if problems:
+            warnings.warn(f"{self.ann_file}: left out {describe_dropped(problems)}")
         self.image_ids = [img["id"] for img in self.coco.dataset["images"]
                           if not skip_empty or self._instances[img["id"]]]
         if not self.image_ids:

@@ -23,7 +23,8 @@ import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from .coco import coco_from_dict, to_tensor_image
+from .coco import to_tensor_image
+from .coco_json import coco_from_dict
 
 CLASS_NAMES = ["background", "square", "circle", "triangle"]
 

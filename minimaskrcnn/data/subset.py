@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .coco import load_coco_json
+from .coco_json import load_coco_json
 
 
 def _category_ids(data: dict, categories, source: str) -> set[int]:

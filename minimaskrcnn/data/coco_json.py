@@ -1,0 +1,202 @@
+"""Reading a COCO instances JSON, from COCO itself or from an export (CVAT, Labelme, Roboflow), and making it safe.
+
+Two kinds of problems, treated differently, as detectron2 and mmdetection do:
+
+- **Structural errors** fail at once, with a message naming the file and the field, image or annotation id: not
+  a JSON object, a missing key, an id, height or width that is not an integer, a duplicate id, an annotation
+  whose image or category does not exist, a bbox that is not [x, y, w, h], a segmentation that is neither a list
+  of polygons nor an RLE of its image's size. Nothing sensible can be trained from such a file.
+- **Invalid shapes** are dropped and counted, because exports are full of them: polygons with fewer than 3
+  points, an odd number of coordinates, NaN or infinite coordinates or zero area; then annotations with no valid
+  polygon left (CVAT writes rectangles as `"segmentation": []`) or a NaN bbox. One warning counts them all
+  (`CocoDataset` gives it), instead of rejecting a file of 10,000 images for one bad click.
+
+What exports leave out is filled in: `iscrowd` (0) and `area` (the mask's pixel count, as in the official files),
+which pycocotools' evaluation reads. Category ids may be anything (0-based, 1-based, with gaps); `CocoDataset`
+maps them to contiguous labels.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import io
+import json
+import math
+import os
+from pathlib import Path
+
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+
+REQUIRED = {
+    "file": ("images", "annotations", "categories"),
+    "images": ("id", "file_name", "height", "width"),
+    "annotations": ("id", "image_id", "category_id", "bbox", "segmentation"),
+    "categories": ("id", "name"),
+}
+
+
+def coco_from_dict(data: dict) -> COCO:
+    """A pycocotools COCO over an in-memory dataset dict, without pycocotools' progress prints."""
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def load_coco_json(ann_file: str | os.PathLike) -> dict:
+    """Read a COCO instances JSON and check its structure (`validate_coco_dict`); the dict as stored.
+    FileNotFoundError / ValueError naming the file and the offending field or annotation id."""
+    ann_file = Path(ann_file)
+    if not ann_file.is_file():
+        raise FileNotFoundError(f"annotation file {ann_file} does not exist")
+    try:
+        data = json.loads(ann_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{ann_file} is not valid JSON: {e}") from e
+    validate_coco_dict(data, str(ann_file))
+    return data
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def validate_coco_dict(data, source: str) -> None:
+    """Structural checks of a COCO instances dict (module docstring); `source` names the file in messages.
+    Integral floats in an image's height and width (some exporters write 480.0) become ints."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: expected a JSON object with keys {REQUIRED['file']}, got {type(data).__name__}")
+    missing = [k for k in REQUIRED["file"] if k not in data]
+    if missing:
+        raise ValueError(f"{source} is not a COCO instances file: missing top-level key(s) {missing}")
+    for section in ("images", "annotations", "categories"):
+        if not isinstance(data[section], list):
+            raise ValueError(f"{source}: '{section}' must be a list, got {type(data[section]).__name__}")
+        for i, item in enumerate(data[section]):
+            lacking = [k for k in REQUIRED[section] if not isinstance(item, dict) or k not in item]
+            if lacking:
+                raise ValueError(f"{source}: {section}[{i}] is missing key(s) {lacking}")
+            if not _is_int(item["id"]):
+                raise ValueError(f"{source}: {section}[{i}] has id {item['id']!r}; ids must be integers")
+    for i, img in enumerate(data["images"]):
+        for key in ("height", "width"):
+            v = img[key]
+            if _is_number(v) and float(v).is_integer() and v > 0:
+                img[key] = int(v)
+            else:
+                raise ValueError(f"{source}: image {img['id']} (images[{i}]) has {key} {v!r}; "
+                                 f"it must be a positive integer (pixels)")
+        if not isinstance(img["file_name"], str) or not img["file_name"]:
+            raise ValueError(f"{source}: image {img['id']} (images[{i}]) has file_name {img['file_name']!r}")
+    images = {img["id"]: img for img in data["images"]}
+    if len(images) != len(data["images"]):
+        raise ValueError(f"{source}: duplicate image ids in 'images'")
+    cat_ids = {c["id"] for c in data["categories"]}
+    if len(cat_ids) != len(data["categories"]):
+        raise ValueError(f"{source}: duplicate category ids in 'categories'")
+    ann_ids = set()
+    for ann in data["annotations"]:
+        aid = ann["id"]
+        if aid in ann_ids:
+            raise ValueError(f"{source}: duplicate annotation id {aid}")
+        ann_ids.add(aid)
+        if ann["image_id"] not in images:
+            raise ValueError(f"{source}: annotation {aid} refers to unknown image_id {ann['image_id']!r}")
+        if ann["category_id"] not in cat_ids:
+            raise ValueError(f"{source}: annotation {aid} has unknown category_id {ann['category_id']!r} "
+                             f"(categories: {sorted(cat_ids)})")
+        bbox = ann["bbox"]
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+            raise ValueError(f"{source}: annotation {aid} has bbox {bbox!r}, expected [x, y, w, h]")
+        img = images[ann["image_id"]]
+        _check_segmentation(ann["segmentation"], aid, (img["height"], img["width"]), source)
+
+
+def _check_segmentation(segm, aid, size_hw, source: str) -> None:
+    """A list of polygons, each a list of numbers [x1, y1, x2, y2, ...], or an RLE dict of the image's size."""
+    if isinstance(segm, list):
+        for poly in segm:
+            if not (isinstance(poly, list) and all(_is_number(v) for v in poly)):
+                raise ValueError(f"{source}: annotation {aid} has a polygon that is not a flat list of "
+                                 f"x, y numbers: {str(poly)[:60]}")
+    elif isinstance(segm, dict):
+        if "counts" not in segm or "size" not in segm:
+            raise ValueError(f"{source}: annotation {aid}: RLE segmentation needs 'counts' and 'size'")
+        if list(segm["size"]) != list(size_hw):
+            raise ValueError(f"{source}: annotation {aid}: RLE size {segm['size']} differs from its image's "
+                             f"(height, width) {list(size_hw)}")
+    else:
+        raise ValueError(f"{source}: annotation {aid}: segmentation must be polygons or RLE, "
+                         f"got {type(segm).__name__}")
+
+
+def polygon_problem(poly: list, h: int, w: int) -> str | None:
+    """Why a polygon [x1, y1, x2, y2, ...] cannot be used, or None when it can."""
+    if len(poly) % 2:
+        return "with an odd number of coordinates"
+    if len(poly) < 6:
+        return "with fewer than 3 points"
+    if not all(math.isfinite(v) for v in poly):
+        return "with NaN or infinite coordinates"
+    if mask_utils.area(mask_utils.frPyObjects([poly], h, w))[0] == 0:
+        return "of zero area"
+    return None
+
+
+def clean_coco_dict(data: dict) -> collections.Counter:
+    """Drop what cannot be trained on (module docstring), in place, and fill in `iscrowd` and `area`.
+
+    Expects a dict that passed `validate_coco_dict`. Returns what was dropped, as a Counter of (what, why)
+    pairs, e.g. ("polygons", "with fewer than 3 points"): 2 (`describe_dropped` puts it in words)."""
+    dropped = collections.Counter()
+    images = {img["id"]: img for img in data["images"]}
+    kept = []
+    for ann in data["annotations"]:
+        img = images[ann["image_id"]]
+        h, w = img["height"], img["width"]
+        if not all(math.isfinite(v) for v in ann["bbox"]):
+            dropped["annotations", "with a NaN or infinite bbox"] += 1
+            continue
+        if isinstance(ann["segmentation"], list):
+            polygons = []
+            for poly in ann["segmentation"]:
+                problem = polygon_problem(poly, h, w)
+                if problem:
+                    dropped["polygons", problem] += 1
+                else:
+                    polygons.append(poly)
+            if not polygons:
+                dropped["annotations", "with no valid polygon left"] += 1
+                continue
+            ann["segmentation"] = polygons
+        ann.setdefault("iscrowd", 0)
+        if "area" not in ann:  # the mask's pixel count, as in the official files
+            ann["area"] = float(mask_utils.area(to_rle(ann["segmentation"], h, w)))
+        kept.append(ann)
+    data["annotations"] = kept
+    return dropped
+
+
+def describe_dropped(counts: collections.Counter) -> str:
+    """{("polygons", "of zero area"): 2, ...} -> "2 polygons (2 of zero area)", one part per kind."""
+    parts = []
+    for kind in dict.fromkeys(k for k, _ in counts):
+        reasons = [(why, n) for (k, why), n in counts.items() if k == kind]
+        total = sum(n for _, n in reasons)
+        parts.append(f"{total} {kind} (" + ", ".join(f"{n} {why}" for why, n in reasons) + ")")
+    return ", ".join(parts)
+
+
+def to_rle(segm, h: int, w: int) -> dict:
+    """Polygons, uncompressed RLE or compressed RLE -> one compressed RLE (as pycocotools' annToRLE)."""
+    if isinstance(segm, list):
+        return mask_utils.merge(mask_utils.frPyObjects(segm, h, w))
+    if isinstance(segm["counts"], list):
+        return mask_utils.frPyObjects(segm, h, w)
+    return segm
