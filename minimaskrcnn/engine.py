@@ -38,6 +38,7 @@ from . import config as config_lib
 from . import paths
 from .checkpoint import copy_checkpoint, load_checkpoint, read_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .data import CocoDataset, RandomHorizontalFlip, ShapesDataset, collate
+from .data.sources import describe
 from .evaluation import detections_to_coco, evaluate_coco, format_table
 
 
@@ -45,9 +46,15 @@ from .evaluation import detections_to_coco, evaluate_coco, format_table
 class TrainConfig:
     # data
     config: str = "cpu_small"  # model preset (config.PRESETS): "cpu_small", "r50_fpn", "r50_c4"
-    data: str = "shapes"  # "shapes" (synthetic) or a COCO root folder ("coco": paths.coco_root())
+    # "shapes" (synthetic), a COCO root folder, "annotations" (the files named below) or "custom" (a dataset
+    # object given to train(), which a resumed run must be given again)
+    data: str = "shapes"
     split: str = "train2017"  # COCO split to train on
     val_split: str | None = "val2017"  # COCO split evaluated at the end (None: no evaluation)
+    annotations: str | None = None  # your own data: a COCO-format JSON (a CVAT, Labelme, Roboflow export) ...
+    images: str | None = None  # ... and the folder of its images; together they replace data and split
+    val_annotations: str | None = None  # a held-out set in the same form (with annotations: else no evaluation)
+    val_images: str | None = None
     num_images: int = 2000  # synthetic training images (data="shapes")
     num_val_images: int = 200  # held-out synthetic images, drawn with another seed
     image_size: int = 128  # synthetic image side, pixels
@@ -101,6 +108,10 @@ def resolve(cfg: TrainConfig, num_images: int, world_size: int = 1) -> TrainConf
     for name in ("batch_size", "iters", "log_every", "ckpt_every"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(cfg, name)}")
+    pairs = (("annotations", "images"), ("val_annotations", "val_images"))
+    for a, b in pairs:
+        if (getattr(cfg, a) is None) != (getattr(cfg, b) is None):
+            raise ValueError(f"TrainConfig.{a} and TrainConfig.{b} go together (a COCO JSON and its image folder)")
     global_batch = cfg.batch_size * world_size
     if num_images < global_batch:
         raise ValueError(f"the training set has {num_images} images, fewer than one global batch "
@@ -116,6 +127,7 @@ def resume_config(path, **overrides) -> TrainConfig:
     """The TrainConfig a checkpoint was trained with, with `overrides` applied and resume=path: continue
     a run without repeating its settings (as `train --resume` does)."""
     stored = read_checkpoint(path).get("train_config") or {}
+    stored = {k: v for k, v in stored.items() if k != "stop_at"}  # where the last call stopped, not this one
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in known})
     return dataclasses.replace(cfg, **overrides, resume=str(path))
@@ -171,16 +183,48 @@ class SeededSamples(torch.utils.data.Dataset):
 
 
 def build_datasets(cfg: TrainConfig):
-    """(train set, held-out set or None) for cfg.data: synthetic shapes or a COCO root."""
+    """(train set, held-out set or None) for cfg: your own COCO-format files, a COCO root, or the shapes."""
     flip = RandomHorizontalFlip(0.5) if cfg.flip else None
+    if cfg.data == "annotations" and cfg.annotations is None:
+        raise ValueError('TrainConfig.data="annotations" needs TrainConfig.annotations and images')
+    if cfg.data == "custom" and cfg.annotations is None:
+        raise ValueError("this run trained on a dataset object given to train(), which cannot be rebuilt: pass it "
+                         "again (train(cfg, train_set=...)), or name COCO-format files with annotations / images")
+    if cfg.annotations is not None:  # detectron2 also drops training images without objects
+        train = CocoDataset(ann_file=cfg.annotations, image_dir=cfg.images, skip_empty=True, transforms=flip)
+        val = (CocoDataset(ann_file=cfg.val_annotations, image_dir=cfg.val_images)
+               if cfg.val_annotations is not None else None)
+        return train, val
     if cfg.data == "shapes":
         train = ShapesDataset(cfg.num_images, cfg.image_size, seed=cfg.data_seed, transforms=flip)
         val = ShapesDataset(cfg.num_val_images, cfg.image_size, seed=cfg.data_seed + 1) if cfg.num_val_images else None
         return train, val
-    root = paths.coco_root(None if cfg.data == "coco" else cfg.data)
-    train = CocoDataset(root, cfg.split, skip_empty=True, transforms=flip)  # detectron2 also drops empty images
+    root = paths.coco_root(cfg.data)
+    train = CocoDataset(root, cfg.split, skip_empty=True, transforms=flip)
     val = CocoDataset(root, cfg.val_split) if cfg.val_split else None
     return train, val
+
+
+def recorded_data(cfg: TrainConfig, train_set, val_set) -> TrainConfig:
+    """cfg with its data fields saying what the datasets really are (`data.sources.describe`), so that the
+    train_config stored in a checkpoint rebuilds the same data on resume, also when the datasets were given to
+    train() directly: COCO-format data becomes annotations / images, shapes their sizes and seed, and any other
+    dataset data="custom"."""
+    train, val = describe(train_set), describe(val_set)
+    fields = {"data": "custom", "annotations": None, "images": None}
+    if train["kind"] == "coco":
+        fields.update(data="annotations", annotations=train["annotations"], images=train["images"])
+    elif train["kind"] == "shapes":
+        fields.update(data="shapes", num_images=train["num_images"], image_size=train["image_size"],
+                      data_seed=train["seed"])
+    val_fields = {"val_annotations": None, "val_images": None}
+    if val is not None and val["kind"] == "coco":
+        val_fields.update(val_annotations=val["annotations"], val_images=val["images"])
+    elif val is not None and val["kind"] == "shapes":
+        val_fields.update(num_val_images=val["num_images"])
+    elif val is None:
+        val_fields.update(val_split=None, num_val_images=0)
+    return dataclasses.replace(cfg, **fields, **val_fields)
 
 
 def build_model_config(cfg: TrainConfig, num_classes: int) -> config_lib.ModelConfig:
@@ -304,7 +348,7 @@ def train(cfg: TrainConfig, model_config=None, model=None, train_set=None, val_s
     if train_set is None:
         train_set, built_val = build_datasets(cfg)
         val_set = built_val if val_set is None else val_set
-    cfg = resolve(cfg, len(train_set), world)
+    cfg = recorded_data(resolve(cfg, len(train_set), world), train_set, val_set)
     amp_dtype = _amp_dtype(cfg, device)
     if model is None:
         from .model import MaskRCNN
@@ -345,6 +389,8 @@ def train(cfg: TrainConfig, model_config=None, model=None, train_set=None, val_s
                 "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                 "model_config": config_lib.to_dict(model_config) if model_config is not None else None,
                 "train_config": dataclasses.asdict(cfg), "progress": dataclasses.asdict(p), "rng": rngs,
+                # the data it trained on, and the held-out set `evaluate` uses by default (data/sources.py)
+                "data": {"train": describe(train_set), "val": describe(val_set)},
                 # what predict and evaluate need to name classes and map them back to COCO ids
                 "class_names": list(getattr(train_set, "class_names", [])),
                 "label_to_cat_id": dict(getattr(train_set, "label_to_cat_id", {}))}
