@@ -59,10 +59,7 @@ class MaskRCNN(nn.Module):
                                   self.backbone.strides, res5)
 
     def forward(self, images: list[torch.Tensor], targets: list[dict] | None = None) -> MaskRCNNOutput:
-        if self.training and targets is None:
-            raise ValueError("targets are required in train mode (call model.eval() to only detect)")
-        if targets is not None and any("masks" not in t for t in targets):
-            raise ValueError('every target needs "masks" (G, H, W) uint8 for the mask loss')
+        check_targets(targets, self.training, self.config.num_classes)
         batch, targets = self.transform(images, targets)
         features = self.backbone(batch.tensors)
         proposals, rpn_losses = self.rpn(batch, features, targets)
@@ -70,3 +67,17 @@ class MaskRCNN(nn.Module):
         if detections is not None:
             detections = self.transform.postprocess(detections, batch)
         return MaskRCNNOutput(losses={**rpn_losses, **roi_losses}, detections=detections)
+
+
+def check_targets(targets: list[dict] | None, training: bool, num_classes: int) -> None:
+    """ValueError for what the losses cannot use (the transform checks shapes): no targets in train mode,
+    no masks, a label that is not an object class of this model."""
+    if training and targets is None:
+        raise ValueError("targets are required in train mode (call model.eval() to only detect)")
+    for i, t in enumerate(targets or []):
+        if "masks" not in t:
+            raise ValueError(f'targets[{i}] has no "masks" (G, H, W) uint8, which the mask loss needs')
+        labels = t.get("labels")
+        if torch.is_tensor(labels) and labels.numel() and not 1 <= int(labels.min()) <= int(labels.max()) < num_classes:
+            raise ValueError(f'targets[{i}]["labels"] holds {labels.tolist()}, but this model has {num_classes} '
+                             f"classes: object labels are 1..{num_classes - 1} (0 is the background)")

@@ -49,10 +49,11 @@ def normalize(image: torch.Tensor, mean: tuple, std: tuple) -> torch.Tensor:
 
 
 def resized_size(size: tuple[int, int], min_size: int, max_size: int) -> tuple[int, int]:
-    """(H, W) -> (h, w): shorter side to `min_size`, unless the longer side would exceed `max_size`."""
+    """(H, W) -> (h, w): shorter side to `min_size`, unless the longer side would exceed `max_size`.
+    A side never shrinks below 1 pixel (a 2000 x 3 image capped at 128 would otherwise be 128 x 0)."""
     H, W = size
     scale = min(min_size / min(H, W), max_size / max(H, W))
-    return math.floor(H * scale), math.floor(W * scale)
+    return max(1, math.floor(H * scale)), max(1, math.floor(W * scale))
 
 
 def resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -185,13 +186,30 @@ class ImageTransform:
 
 
 def check_inputs(images: list[torch.Tensor], targets: list[dict] | None) -> None:
-    """ValueError naming the argument and what is wrong with it."""
+    """ValueError naming the argument and what is wrong with it: a model fed NaN, a 0-255 image or a float64
+    one would otherwise give no detections, or fail deep inside a convolution, without saying why."""
     if not isinstance(images, (list, tuple)) or len(images) == 0:
         raise ValueError(f"images must be a non-empty list of (3, H, W) tensors, got {type(images).__name__}")
     for i, im in enumerate(images):
-        if not torch.is_tensor(im) or im.dim() != 3 or im.shape[0] != 3 or not im.is_floating_point():
-            what = f"{tuple(im.shape)} {im.dtype}" if torch.is_tensor(im) else type(im).__name__
-            raise ValueError(f"images[{i}] must be a (3, H, W) float tensor in [0, 1], got {what}")
+        if not torch.is_tensor(im) or im.dim() != 3 or im.shape[0] != 3:
+            what = f"shape {tuple(im.shape)}" if torch.is_tensor(im) else type(im).__name__
+            raise ValueError(f"images[{i}] must be a (3, H, W) float32 tensor in [0, 1], got {what}")
+        if im.dtype != torch.float32:
+            how = ("divide by 255: image.float() / 255" if not im.is_floating_point() else
+                   "use image.float(); for mixed precision run the model under torch.autocast" if im.itemsize < 4
+                   else "use image.float()")
+            raise ValueError(f"images[{i}] is {im.dtype}; the model takes float32 images in [0, 1] ({how})")
+        if im.shape[1] == 0 or im.shape[2] == 0:
+            raise ValueError(f"images[{i}] is empty: {im.shape[1]}x{im.shape[2]} pixels")
+    # one reduction per image, read back at once (a single device synchronization for the batch)
+    stats = torch.stack([torch.stack([im.isfinite().all().float(), im.amin(), im.amax()]) for im in images]).tolist()
+    for i, (finite, lowest, highest) in enumerate(stats):
+        if not finite:
+            raise ValueError(f"images[{i}] contains NaN or infinite values")
+        if lowest < -0.01 or highest > 1.01:
+            raise ValueError(f"images[{i}] has values in [{lowest:.4g}, {highest:.4g}], not [0, 1]: an image in "
+                             f"0-255 must be divided by 255, and the normalization with the ImageNet mean and std "
+                             f"is the model's own first step (do not apply it yourself)")
     if targets is None:
         return
     if len(targets) != len(images):
@@ -203,6 +221,9 @@ def check_inputs(images: list[torch.Tensor], targets: list[dict] | None) -> None
         boxes = t["boxes"]
         if boxes.dim() != 2 or boxes.shape[1] != 4:
             raise ValueError(f'targets[{i}]["boxes"] must be (G, 4), got {tuple(boxes.shape)}')
+        if not boxes.is_floating_point() or not bool(boxes.isfinite().all()):
+            raise ValueError(f'targets[{i}]["boxes"] must be finite float (x1, y1, x2, y2) pixels, got '
+                             f'{boxes.dtype} {boxes.tolist()[:3]}')
         if t["labels"].shape != (boxes.shape[0],) or t["labels"].dtype != torch.int64:
             raise ValueError(f'targets[{i}]["labels"] must be ({boxes.shape[0]},) int64, '
                              f'got {tuple(t["labels"].shape)} {t["labels"].dtype}')

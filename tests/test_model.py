@@ -186,6 +186,55 @@ def test_bad_input_raises_value_error():
         MaskRCNN(cfg)
 
 
+@pytest.mark.parametrize("change, message", [
+    (lambda im: im.index_put((torch.tensor([0]),), torch.tensor(float("nan"))), r"images\[1\] contains NaN or infinite"),
+    (lambda im: im * float("inf"), r"images\[1\] contains NaN or infinite"),
+    (lambda im: im * 255, r"images\[1\] has values in \[0, 255\], not \[0, 1\]: an image in 0-255 must be divided"),
+    (lambda im: (im - 0.45) / 0.225, r"images\[1\] has values in .* \(do not apply it yourself\)"),
+    (lambda im: im.double(), r"images\[1\] is torch.float64; .* \(use image.float\(\)\)"),
+    (lambda im: im.half(), r"images\[1\] is torch.float16; .*torch.autocast"),
+    (lambda im: (im * 255).to(torch.uint8), r"images\[1\] is torch.uint8; .*divide by 255"),
+    (lambda im: im[:, :0], r"images\[1\] is empty: 0x112 pixels"),
+])
+def test_bad_images_say_what_is_wrong(change, message):
+    model = MaskRCNN(cpu_small()).eval()
+    images, _ = two_images()
+    images[1][0, 0, 0] = 1.0
+    images[1][0, 0, 1] = 0.0
+    with pytest.raises(ValueError, match=message):
+        model([images[0], change(images[1])])
+
+
+def test_labels_outside_the_model_and_nan_boxes_are_named():
+    model = MaskRCNN(cpu_small())
+    images, targets = two_images()
+    bad = [targets[0], {**targets[1], "labels": torch.full_like(targets[1]["labels"], 4)}]
+    with pytest.raises(ValueError, match=r'targets\[1\]\["labels"\] holds \[4.*object labels are 1..3'):
+        model(images, bad)
+    nan_box = targets[1]["boxes"].clone()
+    nan_box[0, 2] = float("nan")
+    with pytest.raises(ValueError, match=r'targets\[1\]\["boxes"\] must be finite'):
+        model(images, [targets[0], {**targets[1], "boxes": nan_box}])
+
+
+@pytest.mark.parametrize("shape", [(2000, 3), (3, 2000), (1, 1)])
+def test_extreme_aspect_ratios_train_and_detect(shape):
+    # cpu_small caps the longer side at 128 pixels: a 2000 x 3 image becomes 128 x 1, not 128 x 0
+    torch.manual_seed(0)
+    model = MaskRCNN(cpu_small())
+    h, w = shape
+    image = torch.rand(3, h, w)
+    target = {"boxes": torch.tensor([[0.0, 0.0, w, h]]), "labels": torch.tensor([1]),
+              "masks": torch.ones(1, h, w, dtype=torch.uint8)}
+    losses = model([image], [target]).losses
+    assert all(torch.isfinite(v) for v in losses.values())
+    model.eval()
+    with torch.no_grad():
+        model.roi_heads.box_predictor.cls_score.bias[1:] = 3.0
+        det = model([image]).detections[0]
+    assert det["masks"].shape[1:] == (h, w) and det["boxes"].shape[1] == 4
+
+
 def test_cpu_autocast_bf16_trains_and_detects_in_float32():
     torch.manual_seed(0)
     model = MaskRCNN(cpu_small())
