@@ -430,7 +430,7 @@ def train(cfg: TrainConfig, model_config=None, model=None, train_set=None, val_s
             loader = DataLoader(samples, cfg.batch_size, sampler=sampler, collate_fn=collate, drop_last=True,
                                 num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
                                 generator=torch.Generator().manual_seed(cfg.seed))  # not the global one
-            for images, targets in loader:
+            for images, targets in one_line_errors(loader, p.step + 1):
                 images = [im.to(device, non_blocking=True) for im in images]
                 targets = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
                 lr = lr_at(p.step, cfg)
@@ -486,6 +486,14 @@ def train(cfg: TrainConfig, model_config=None, model=None, train_set=None, val_s
         elif rank == 0:
             print(f"\ninterrupted during an update; {last_ckpt} is left as it was")
         raise
+    except FloatingPointError:  # a NaN loss: the last good checkpoint stays as it was (see _loss_values)
+        raise
+    except Exception as e:  # a corrupt image, a full disk...: keep the steps done so far, then stop
+        if rank != 0 or updating:
+            raise
+        save_checkpoint(last_ckpt, checkpoint_state([rngs_now]))
+        raise with_message(e, f"{e}; saved {last_ckpt} at step {p.step}: fix the problem and continue with "
+                              f"--resume {last_ckpt}") from e
     finally:
         bar.close()
 
@@ -500,6 +508,33 @@ def train(cfg: TrainConfig, model_config=None, model=None, train_set=None, val_s
     if world > 1 and owns_group:
         dist.destroy_process_group()
     return TrainResult(model, p.step, out, metrics, time.perf_counter() - start)
+
+
+def with_message(e: Exception, message: str) -> Exception:
+    """An exception of e's type with another message (RuntimeError where that type cannot take one)."""
+    try:
+        return type(e)(message)
+    except Exception:
+        return RuntimeError(message)
+
+
+def one_line_errors(loader, step: int):
+    """The batches of `loader`. An error while loading one (a corrupt image, a bad annotation) is raised as its
+    own one-line message, also from a DataLoader worker process, which would wrap it in a whole traceback
+    ("Caught ValueError in DataLoader worker process 0. Original Traceback ...")."""
+    batches = iter(loader)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except Exception as e:
+            last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            if "Original Traceback" in str(e):  # "ValueError: cannot decode ..." -> "cannot decode ..."
+                last = last.split(": ", 1)[-1]
+            raise with_message(e, f"{last} (loading the images of step {step})") from None
+        yield batch
+        step += 1
 
 
 def _ap(metrics: dict) -> float:
