@@ -18,19 +18,25 @@ import dataclasses
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
 
-from . import ablate, engine, paths
+from . import ablate, engine, exercises, paths
 from .engine import TrainConfig
 
 # flag -> (TrainConfig field, type, help); defaults come from TrainConfig (or the resumed checkpoint)
 TRAIN_FLAGS = {
     "--config": ("config", str, "model preset: cpu_small, r50_fpn, r50_c4 (default: cpu_small for "
                                 "--data shapes, else r50_fpn)"),
-    "--data": ("data", str, "COCO root folder, or 'shapes' for the synthetic data (default: "
-                            "$MINIMASKRCNN_COCO or <repo>/data/coco)"),
+    "--data": ("data", str, "COCO root folder, or 'shapes' for the synthetic data (default: $MINIMASKRCNN_COCO, "
+                            "else <repo>/data/coco, else the sample <repo>/data/coco_sample)"),
+    "--annotations": ("annotations", str, "your own data: a COCO-format JSON (CVAT, Labelme, Roboflow export); "
+                                          "replaces --data and --split"),
+    "--images": ("images", str, "the image folder of --annotations (file_name is relative to it)"),
+    "--val-annotations": ("val_annotations", str, "a held-out COCO-format JSON evaluated at the end"),
+    "--val-images": ("val_images", str, "the image folder of --val-annotations"),
     "--split": ("split", str, "COCO split to train on (default train2017)"),
     "--val-split": ("val_split", str, "COCO split evaluated at the end, 'none' for no evaluation (default val2017)"),
     "--num-images": ("num_images", int, "synthetic training images (--data shapes)"),
@@ -76,23 +82,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="COCO box and mask AP of a checkpoint")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data", default=None, help="COCO root or 'shapes' (default: what the checkpoint trained on)")
-    p.add_argument("--split", default=None, help="COCO split (default: the run's val split)")
+    p.add_argument("--annotations", default=None, help="a COCO-format JSON to evaluate on (with --images)")
+    p.add_argument("--images", default=None, help="the image folder of --annotations")
+    p.add_argument("--data", default=None, help="COCO root or 'shapes' (default: the held-out set the "
+                                                 "checkpoint's run used)")
+    p.add_argument("--split", default="val2017", help="COCO split of --data (default: val2017)")
     p.add_argument("--num-images", type=int, default=200, help="held-out synthetic images (--data shapes)")
     p.add_argument("--out", default=None, help="results JSON (default: next to the checkpoint)")
     _model_flags(p)
 
-    p = sub.add_parser("predict", help="draw a checkpoint's detections (masks, boxes, labels, scores) on images")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("images", nargs="+", help="image files")
+    p = sub.add_parser("predict", help="draw a model's detections (masks, boxes, labels, scores) on images")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint", help="a minimaskrcnn checkpoint (e.g. runs/demo/last.pt)")
+    which.add_argument("--weights", help="'coco': torchvision's COCO-trained model (downloaded once, 170 MB); "
+                                         "or a torchvision maskrcnn_resnet50_fpn .pth file")
+    p.add_argument("images", nargs="+", help="image files, or folders (every image in them, sorted)")
     p.add_argument("--out", default="predictions", help="folder for the drawn images and predictions.json")
     p.add_argument("--score-thresh", type=float, default=0.5, help="draw detections scoring at least this")
+    p.add_argument("--cache", default=None, help="folder of downloaded weights (default: $MINIMASKRCNN_CACHE "
+                                                 "or torch.hub's, where torchvision keeps the same file)")
     _model_flags(p)
 
     p = sub.add_parser("download", help="fetch official COCO (resumable, checksummed) and/or carve a subset")
     p.add_argument("--data", default=None, help="COCO root (default: $MINIMASKRCNN_COCO or <repo>/data/coco)")
     p.add_argument("--split", nargs="+", default=["train2017", "val2017"], help="splits to fetch")
-    p.add_argument("--base-url", default=None, help="a mirror of http://images.cocodataset.org")
+    p.add_argument("--base-url", default=None, help="a mirror of http://images.cocodataset.org (same folders)")
+    p.add_argument("--checksum", action="append", default=[], metavar="NAME=ALGO:HEX",
+                   help="checksum of an archive, e.g. val2017.zip=md5:<hex> (repeatable; the 2017 MD5s are built in)")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="accept archives without checking any checksum (not recommended)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds a connection or a read may wait")
     p.add_argument("--keep-archives", action="store_true", help="keep the zip files after extracting")
     p.add_argument("--subset", default=None, metavar="ROOT", help="also write a subset COCO root here")
     p.add_argument("--num-images", type=int, default=None, help="subset: images per split")
@@ -108,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ablate", help="rerun the paper's ablations (Table 2) on the synthetic shapes")
     ablate.add_arguments(p)
+
+    p = sub.add_parser("check", help="run the package's checks on your own box_iou, nms, roi_align, ... (notebook 09)")
+    exercises.add_arguments(p)
     return parser
 
 
@@ -124,6 +146,13 @@ def train_config_from_args(args) -> TrainConfig:
     given.update({k: getattr(args, k) for k in ("amp", "flip", "progress") if getattr(args, k) is not None})
     if given.get("val_split", "").lower() == "none":
         given["val_split"] = None
+    if ("annotations" in given) != ("images" in given):
+        raise ValueError("--annotations and --images go together: a COCO-format JSON and its image folder")
+    if ("val_annotations" in given) != ("val_images" in given):
+        raise ValueError("--val-annotations and --val-images go together: a COCO-format JSON and its image folder")
+    if "annotations" in given:
+        given["data"] = "annotations"
+        given.setdefault("val_split", None)  # a held-out set only when --val-annotations names one
     if args.resume:
         return engine.resume_config(args.resume, **given)
     data = given.pop("data", None) or str(paths.coco_root())
@@ -148,50 +177,127 @@ def _load_model(args):
     return model.to(engine.pick_device(args.device)).eval(), state
 
 
-def cmd_evaluate(args) -> None:
+def evaluation_dataset(args, state: dict):
+    """The dataset `evaluate` scores: --annotations / --images, else --data (and --split), else the held-out set
+    recorded in the checkpoint (`data.sources`), else a one-line error saying how to name one."""
     from .data import CocoDataset, ShapesDataset
+    from .data import sources
+
+    if (args.annotations is None) != (args.images is None):
+        raise ValueError("--annotations and --images go together: a COCO-format JSON and its image folder")
+    if args.annotations is not None:
+        return CocoDataset(ann_file=args.annotations, image_dir=args.images)
+    trained = state.get("train_config") or {}
+    if args.data == "shapes":
+        return ShapesDataset(args.num_images, trained.get("image_size", 128), seed=trained.get("data_seed", 0) + 1)
+    if args.data is not None:
+        return CocoDataset(paths.coco_root(args.data), args.split)
+    record = (state.get("data") or {}).get("val")
+    if record is not None:
+        return sources.rebuild(record)
+    raise ValueError(f"checkpoint {args.checkpoint} records no held-out set: name the data to evaluate on with "
+                     f"--annotations and --images, or --data (and --split)")
+
+
+def cmd_evaluate(args) -> None:
     from .evaluation import summary_line
 
     start = time.perf_counter()
     model, state = _load_model(args)
-    trained = state.get("train_config") or {}
-    data = args.data or trained.get("data") or str(paths.coco_root())
-    if data == "shapes":
-        dataset = ShapesDataset(args.num_images, trained.get("image_size", 128), seed=trained.get("data_seed", 0) + 1)
-    else:
-        dataset = CocoDataset(paths.coco_root(data), args.split or trained.get("val_split") or "val2017")
-    if dataset.num_classes != model.config.num_classes:
-        raise ValueError(f"checkpoint {args.checkpoint} has {model.config.num_classes} classes (background "
-                         f"included), the dataset {dataset.num_classes}")
-    out = Path(args.out) if args.out else Path(args.checkpoint).with_name(
-        f"results_{'shapes' if data == 'shapes' else dataset.split}.json")
+    dataset = evaluation_dataset(args, state)
+    trained_names = state.get("class_names")
+    if dataset.num_classes != model.config.num_classes or (trained_names and trained_names != dataset.class_names):
+        raise ValueError(f"checkpoint {args.checkpoint} was trained on {model.config.num_classes - 1} classes "
+                         f"{(trained_names or [])[1:6]}..., the dataset {dataset} has {dataset.num_classes - 1} "
+                         f"{dataset.class_names[1:6]}...")
+    name = Path(dataset.ann_file).stem if hasattr(dataset, "ann_file") else "shapes"
+    out = Path(args.out) if args.out else Path(args.checkpoint).with_name(f"results_{name}.json")
     metrics = engine.evaluate(model, dataset, args.batch_size, out_json=out)
     print(f"results: {out}")
     print(summary_line(metrics, time.perf_counter() - start))
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def _image_paths(items) -> list[Path]:
+    """The files to predict: each argument as given, a folder as its images (sorted by name)."""
+    found = []
+    for item in map(Path, items):
+        if item.is_dir():
+            inside = sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not inside:
+                print(f"warning: folder {item} holds no {'/'.join(IMAGE_SUFFIXES)} files", file=sys.stderr)
+            found += inside
+        else:
+            found.append(item)
+    if not found:
+        raise ValueError(f"no images to predict in {', '.join(map(str, items))}")
+    return found
+
+
+def _predictor(args):
+    """(model in eval mode on the chosen device, class names indexed by label) for --checkpoint or --weights."""
+    if args.checkpoint:
+        model, state = _load_model(args)
+        return model, state.get("class_names") or [str(i) for i in range(model.config.num_classes)]
+    from . import pretrained
+
+    sizes = {k: v for k, v in (("min_size", args.min_size), ("max_size", args.max_size)) if v is not None}
+    kw = {"transform": sizes} if sizes else {}
+    if args.weights == "coco":
+        if not pretrained.is_cached(cache=args.cache):
+            print(f"downloading torchvision's COCO weights (170 MB) to {pretrained.weights_path(cache=args.cache)}")
+        loaded = pretrained.coco_maskrcnn(cache=args.cache, **kw)
+    elif Path(args.weights).is_file():
+        loaded = pretrained.load_torchvision_weights(args.weights, **kw)
+    else:
+        raise FileNotFoundError(f"--weights {args.weights}: no such file (--weights coco: torchvision's COCO model)")
+    return loaded.model.to(engine.pick_device(args.device)), loaded.class_names
+
+
 def cmd_predict(args) -> None:
+    import os
+    import tempfile
+
     import matplotlib.pyplot as plt
 
     from .data import read_rgb
     from .data.coco import to_tensor_image
     from .viz import draw_detections
 
-    model, state = _load_model(args)
-    names = state.get("class_names") or [str(i) for i in range(model.config.num_classes)]
-    device = next(model.parameters()).device
+    images = _image_paths(args.images)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = []
-    for path in map(Path, args.images):
-        image = to_tensor_image(read_rgb(path))  # (3, H, W)
+    existing = out
+    while not existing.exists():  # the nearest folder that exists: "." at the latest
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):  # checked before loading a model
+        raise ValueError(f"cannot write to the output folder {out}: {existing} is not a writable folder")
+    model, names = _predictor(args)
+    try:  # and before any inference: a folder we cannot write would lose every result
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()
+    except OSError as e:
+        raise ValueError(f"cannot write to the output folder {out}: {e.strerror or e}") from e
+    device = next(model.parameters()).device
+    summary, skipped, stems = [], [], set()
+    for path in images:
+        try:
+            image = to_tensor_image(read_rgb(path))  # (3, H, W)
+        except (ValueError, OSError) as e:  # unreadable or not an image: skip it, keep the others
+            print(f"warning: skipped {path}: {e}", file=sys.stderr)
+            summary.append({"image": str(path), "skipped": str(e)})
+            skipped.append(str(path))
+            continue
         with torch.no_grad():
             det = {k: v.cpu() for k, v in model([image.to(device)]).detections[0].items()}
         h, w = image.shape[-2:]
         fig, ax = plt.subplots(figsize=(w / 100, h / 100), dpi=100)
         fig.subplots_adjust(0, 0, 1, 1)
         draw_detections(ax, image, det, names, args.score_thresh)
-        drawn = out / f"{path.stem}_pred.png"
+        stem = path.stem if path.stem not in stems else f"{path.stem}_{len(summary)}"  # a/x.jpg and b/x.png
+        stems.add(stem)
+        drawn = out / f"{stem}_pred.png"
         fig.savefig(drawn, dpi=100)
         plt.close(fig)
         keep = det["scores"] >= args.score_thresh
@@ -200,15 +306,31 @@ def cmd_predict(args) -> None:
         summary.append({"image": str(path), "drawn": str(drawn), "detections": found})
         print(f"{path}: {len(found)} detection(s) -> {drawn}")
     (out / "predictions.json").write_text(json.dumps(summary, indent=1))
+    if len(skipped) == len(images):
+        raise ValueError(f"none of the {len(images)} image(s) could be read (see the warnings above)")
+    if skipped:
+        print(f"{len(images) - len(skipped)} image(s) predicted, {len(skipped)} skipped: {', '.join(skipped)}; "
+              f"see {out / 'predictions.json'}")
 
 
 def cmd_download(args) -> None:
     from .data import download, subset
 
-    root = paths.coco_root(args.data)
+    root = paths.download_root(args.data)  # data/coco by default: never into the shipped sample
     if args.subset is None or paths.coco_root_problems(root, args.split):
+        names = download.archive_urls(args.split)
+        checksums = dict(download.KNOWN_MD5)
+        for given in args.checksum:
+            name, sep, value = given.partition("=")
+            if not sep or name not in names:
+                raise ValueError(f"--checksum {given!r}: expected NAME=ALGO:HEX with NAME one of {sorted(names)}")
+            checksums[name] = "%s:%s" % download.parse_checksum(value, f"--checksum {name}")
+        if not args.verify:
+            print("WARNING: --no-verify: the archives are NOT checked against any checksum; a corrupt or "
+                  "tampered file is only noticed if it fails to unzip", file=sys.stderr)
         kw = {"base_url": args.base_url} if args.base_url else {}
-        report = download.download_coco(root, tuple(args.split), keep_archives=args.keep_archives, **kw)
+        report = download.download_coco(root, tuple(args.split), checksums=checksums, verify=args.verify,
+                                        keep_archives=args.keep_archives, timeout=args.timeout, **kw)
         for name, how in report.items():
             print(f"{name}: {how}")
     if args.subset is not None:
@@ -256,20 +378,23 @@ def cmd_demo(args) -> None:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download,
-            "demo": cmd_demo, "ablate": ablate.cmd_ablate}
+            "demo": cmd_demo, "ablate": ablate.cmd_ablate, "check": exercises.cmd_check}
 
 
 def main(argv=None) -> int:
     import matplotlib
 
+    from .data.download import DownloadError  # network failures: an OSError with a one-line message
+
     matplotlib.use("Agg")  # files only; no window, also on a machine without a display
+    warnings.formatwarning = lambda message, *_, **__: f"warning: {message}\n"  # one line, no source line
     args = build_parser().parse_args(argv)
     try:
         COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FloatingPointError, torch.cuda.OutOfMemoryError) as e:
+    except (ValueError, FileNotFoundError, FloatingPointError, torch.cuda.OutOfMemoryError, DownloadError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -35,9 +35,11 @@ def coco_root(override: str | os.PathLike | None = None) -> Path:
 
 
 def download_root(override: str | os.PathLike | None = None) -> Path:
-    """Where `download` puts the official COCO: as coco_root, but never the shipped sample."""
-    root = coco_root(override)
-    return DATA_DIR / "coco" if root == SAMPLE_ROOT else root
+    """Where `download` puts the official COCO: `override`, else $MINIMASKRCNN_COCO, else <repo>/data/coco
+    (never the shipped sample, which coco_root falls back to)."""
+    if (override is not None and str(override) != "") or os.environ.get(COCO_ENV, ""):
+        return coco_root(override)
+    return DATA_DIR / "coco"
 
 
 def ann_file(root: str | os.PathLike, split: str) -> Path:

@@ -1,0 +1,166 @@
+"""Your own dataset: a CVAT-style COCO export (one JSON, one image folder) built here, trained on through the
+command line and the Python API; the checkpoint remembers the data, so `evaluate` and `train --resume` reuse it."""
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from minimaskrcnn import cli, engine
+from minimaskrcnn.checkpoint import read_checkpoint
+from minimaskrcnn.data import CocoDataset
+
+SIZE = 96
+
+
+def cvat_export(root, num_images=8, seed=0):
+    """What CVAT's "COCO 1.0" export writes: annotations/instances_default.json and images/, category ids from 1,
+    an `attributes` dict per annotation, empty license and url fields, rectangles as `"segmentation": []`. Here:
+    squares and triangles drawn as polygons, one image in a subfolder, one image without objects, one rectangle."""
+    rng = np.random.default_rng(seed)
+    (root / "annotations").mkdir(parents=True)
+    images, annotations = [], []
+    for i in range(1, num_images + 1):
+        name = f"frame_{i:03d}.jpg" if i != 2 else f"part2/frame_{i:03d}.jpg"
+        image = Image.fromarray(rng.integers(90, 110, (SIZE, SIZE, 3), dtype=np.uint8))
+        draw = ImageDraw.Draw(image)
+        for k in range(0 if i == num_images else 1 + i % 2):  # the last image has no objects
+            s, x, y = int(rng.integers(24, 40)), int(rng.integers(0, 50)), int(rng.integers(0, 50))
+            category = 1 + (i + k) % 2
+            poly = ([x, y, x + s, y, x + s, y + s, x, y + s] if category == 1
+                    else [x + s / 2, y, x + s, y + s, x, y + s])
+            draw.polygon(poly, fill=(220, 40, 40) if category == 1 else (40, 40, 220))
+            annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": category,
+                                "segmentation": [poly], "area": 0.0, "bbox": [x, y, s, s], "iscrowd": 0,
+                                "attributes": {"occluded": False}})
+        (root / "images" / name).parent.mkdir(parents=True, exist_ok=True)
+        image.save(root / "images" / name, quality=95)
+        images.append({"id": i, "width": SIZE, "height": SIZE, "file_name": name, "license": 0,
+                       "flickr_url": "", "coco_url": "", "date_captured": 0})
+    annotations.append({"id": len(annotations) + 1, "image_id": 1, "category_id": 1, "segmentation": [],
+                        "area": 100.0, "bbox": [0, 0, 10, 10], "iscrowd": 0, "attributes": {"occluded": False}})
+    for a in annotations:
+        a.pop("area") if a["id"] % 3 == 0 else None  # some exporters leave out the area
+    data = {"licenses": [{"name": "", "id": 0, "url": ""}], "info": {"contributor": "", "version": ""},
+            "categories": [{"id": 1, "name": "square", "supercategory": ""},
+                           {"id": 2, "name": "triangle", "supercategory": ""}],
+            "images": images, "annotations": annotations}
+    ann_file = root / "annotations" / "instances_default.json"
+    ann_file.write_text(json.dumps(data))
+    return ann_file, root / "images"
+
+
+@pytest.fixture
+def export(tmp_path):
+    return cvat_export(tmp_path / "cvat")
+
+
+def test_the_export_reads_back_as_drawn(export):
+    ann_file, images = export
+    with pytest.warns(UserWarning, match=r"left out 1 annotations \(1 with no valid polygon left\)"):
+        ds = CocoDataset(ann_file=ann_file, image_dir=images)
+    assert len(ds) == 8 and ds.class_names == ["background", "square", "triangle"]
+    image, target = ds[1]  # the image in a subfolder
+    assert image.shape == (3, SIZE, SIZE) and ds.image_path(1).parent.name == "part2"
+    raw = json.loads(ann_file.read_text())
+    polygons = [a["segmentation"][0] for a in raw["annotations"] if a["image_id"] == 2]
+    assert target["masks"].shape[0] == len(polygons) and target["labels"].tolist()
+    for mask, poly in zip(target["masks"], polygons):  # each mask covers its polygon's drawn pixels
+        xs, ys = poly[0::2], poly[1::2]
+        assert mask.sum() > 0.8 * 0.5 * (max(xs) - min(xs)) * (max(ys) - min(ys))
+        inside = mask.nonzero()
+        assert inside[:, 1].min() >= min(xs) - 1 and inside[:, 1].max() <= max(xs) + 1
+    assert all("area" in a for a in ds.coco.dataset["annotations"])
+
+
+CPU_SMALL_96 = ["--config", "cpu_small", "--min-size", str(SIZE), "--max-size", str(SIZE), "--batch-size", "2",
+                "--log-every", "1", "--warmup-iters", "1", "--no-progress", "--workers", "0"]
+
+
+def test_train_evaluate_and_resume_on_an_export_through_the_cli(export, tmp_path, capsys):
+    ann_file, images = export
+    run = tmp_path / "run"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the dropped rectangle, tested above
+        assert cli.main(["train", "--annotations", str(ann_file), "--images", str(images),
+                         "--val-annotations", str(ann_file), "--val-images", str(images),
+                         "--iters", "6", "--stop-at", "4", "--out", str(run), *CPU_SMALL_96]) == 0
+        state = read_checkpoint(run / "last.pt")
+        trained = state["train_config"]
+        assert (trained["data"], trained["annotations"], trained["images"]) == (
+            "annotations", str(ann_file.resolve()), str(images.resolve()))
+        assert state["data"]["val"] == {"kind": "coco", "annotations": str(ann_file.resolve()),
+                                        "images": str(images.resolve())}
+        assert state["class_names"] == ["background", "square", "triangle"]
+        capsys.readouterr()
+
+        # evaluate with no data flags scores the run's own held-out set, not the synthetic shapes
+        assert cli.main(["evaluate", "--checkpoint", str(run / "last.pt"), "--device", "cpu"]) == 0
+        out = capsys.readouterr().out
+        assert f"results: {run / 'results_instances_default.json'}" in out
+        results = json.loads((run / "results_instances_default.json").read_text())
+        assert {r["image_id"] for r in results} <= set(range(1, 9)) and {r["category_id"] for r in results} <= {1, 2}
+
+        # resume continues on the same data from the recorded paths, to the end of the schedule
+        assert cli.main(["train", "--resume", str(run / "last.pt")]) == 0
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()
+             if "loss" in line]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_checkpoint_trained_through_the_python_api_records_its_data(export, tmp_path, capsys):
+    ann_file, images = export
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        train_set = CocoDataset(ann_file=ann_file, image_dir=images, skip_empty=True)
+        val_set = CocoDataset(ann_file=ann_file, image_dir=images)
+    cfg = engine.TrainConfig(config="cpu_small", min_size=SIZE, max_size=SIZE, iters=2, batch_size=2,
+                             warmup_iters=1, progress=False, out=str(tmp_path / "api"))
+    assert cfg.data == "shapes"  # TrainConfig's default, which the datasets given here replace
+    torch.manual_seed(0)
+    engine.train(cfg, train_set=train_set, val_set=val_set)
+    state = read_checkpoint(tmp_path / "api" / "last.pt")
+    assert state["train_config"]["data"] == "annotations"
+    assert state["train_config"]["annotations"] == str(ann_file.resolve())
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--checkpoint", str(tmp_path / "api" / "last.pt"), "--device", "cpu"]) == 0
+    assert "results_instances_default.json" in capsys.readouterr().out
+
+
+def test_flags_that_go_together(export, tmp_path, capsys):
+    ann_file, images = export
+    assert cli.main(["train", "--annotations", str(ann_file), "--iters", "1"]) == 2
+    assert "--annotations and --images go together" in capsys.readouterr().err
+    assert cli.main(["train", "--annotations", str(ann_file), "--images", str(tmp_path / "nowhere"),
+                     "--iters", "1", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nowhere" in err and "does not exist" in err
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_corrupt_image_met_mid_training_saves_a_checkpoint_then_stops(export, tmp_path, capsys, workers):
+    """One line naming the file, also from a DataLoader worker; the steps before it are kept and resume."""
+    ann_file, images = export
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        train_set = CocoDataset(ann_file=ann_file, image_dir=images, skip_empty=True)
+    order = [i for _, i in engine.ResumableSampler(train_set, seed=0)]  # the seeded shuffle of epoch 0
+    victim = train_set.image_path(order[4])  # the first image of step 3 (batches of 2)
+    good = victim.read_bytes()
+    victim.write_bytes(good[:200])  # truncated, as by an interrupted copy
+    run = tmp_path / "run"
+    argv = ["train", "--annotations", str(ann_file), "--images", str(images), "--iters", "5", "--ckpt-every", "100",
+            "--seed", "0", "--out", str(run), *CPU_SMALL_96[:-1], str(workers)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        assert f"cannot decode image file {victim}" in err and "(loading the images of step 3)" in err
+        assert f"saved {run / 'last.pt'} at step 2" in err
+        assert read_checkpoint(run / "last.pt")["progress"]["step"] == 2
+        victim.write_bytes(good)  # repaired: the run continues where it stopped
+        assert cli.main(["train", "--resume", str(run / "last.pt")]) == 0
+    assert read_checkpoint(run / "last.pt")["progress"]["step"] == 5
