@@ -1,8 +1,8 @@
 """Where the data lives: the default COCO root and how to override it.
 
 Precedence: an explicit path (the CLI's `--data` flag, relative to the current folder like any path) > the
-environment variable MINIMASKRCNN_COCO > `<repo>/data/coco` when it exists (the full COCO, fetched by
-`python -m minimaskrcnn download`) > `<repo>/data/coco_sample`, the 24 + 20 real COCO images shipped with the
+environment variable MINIMASKRCNN_COCO > `<repo>/data/coco` once it holds annotations (the full COCO, fetched by
+`python -m minimaskrcnn download`; a download still under way does not count) > `<repo>/data/coco_sample`, the 24 + 20 real COCO images shipped with the
 repository (see its README.md), so that a fresh clone has real data. A COCO root has the official layout:
 
     root/annotations/instances_{split}.json     e.g. instances_val2017.json
@@ -20,8 +20,8 @@ SAMPLE_ROOT = DATA_DIR / "coco_sample"
 
 
 def coco_root(override: str | os.PathLike | None = None) -> Path:
-    """The COCO root folder: `override` if given, else $MINIMASKRCNN_COCO, else <repo>/data/coco if it
-    exists, else the shipped sample <repo>/data/coco_sample.
+    """The COCO root folder: `override` if given, else $MINIMASKRCNN_COCO, else <repo>/data/coco once it holds
+    annotations, else the shipped sample <repo>/data/coco_sample.
 
     Nothing is checked here (a download may be about to create it); see `coco_root_problems`.
     """
@@ -31,7 +31,7 @@ def coco_root(override: str | os.PathLike | None = None) -> Path:
     if env:
         return Path(env).expanduser()
     full = DATA_DIR / "coco"
-    return full if full.exists() else SAMPLE_ROOT
+    return full if (full / "annotations").is_dir() else SAMPLE_ROOT
 
 
 def download_root(override: str | os.PathLike | None = None) -> Path:

@@ -87,8 +87,10 @@ def test_coco_root_precedence(monkeypatch, tmp_path):
     assert paths.coco_root() == paths.SAMPLE_ROOT  # a fresh clone: the shipped sample ...
     assert paths.coco_root_problems(paths.SAMPLE_ROOT) == []
     assert paths.download_root() == tmp_path / "data" / "coco"  # a download never goes into the sample
-    (tmp_path / "data" / "coco").mkdir(parents=True)
-    assert paths.coco_root() == tmp_path / "data" / "coco"  # ... until the full COCO is downloaded
+    (tmp_path / "data" / "coco" / "downloads").mkdir(parents=True)
+    assert paths.coco_root() == paths.SAMPLE_ROOT  # ... also while a download is under way ...
+    (tmp_path / "data" / "coco" / "annotations").mkdir()
+    assert paths.coco_root() == tmp_path / "data" / "coco"  # ... until the full COCO is there
     assert paths.download_root() == tmp_path / "data" / "coco"
     assert paths.coco_root("coco") == paths.Path("coco")  # --data coco: the folder ./coco, like any path
     monkeypatch.setenv(paths.COCO_ENV, str(tmp_path / "env"))
