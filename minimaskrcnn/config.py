@@ -9,11 +9,53 @@ fixes a value, that value in a comment. Presets:
 - `cpu_small()`: a small from-scratch model sized for the synthetic shapes on a laptop CPU.
 
 `get_config(name)` looks a preset up by name (used by the CLI).
+
+Every field is checked once, when a config is built (`__post_init__`, which `dataclasses.replace` and
+`from_dict` run too): a bad value fails at once with a ValueError that names the field and, for a choice,
+lists the allowed values, instead of deep inside the model. (Assigning a field afterwards is not checked.)
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+
+# The choices of the string fields, in one place (the modules that build what they name import them).
+DEPTHS = (18, 34, 50, 101)  # ResNet depths: basic blocks for 18 and 34, bottlenecks for 50 and 101
+VARIANTS = ("fpn", "c4")
+NORMS = ("frozen_bn", "bn", "gn")
+POOLERS = ("align", "pool", "warp")
+POOL_MODES = ("avg", "max")
+MASK_HEADS = ("fcn", "mlp")
+MASK_LOSSES = ("sigmoid", "softmax")
+
+
+def check_choice(owner: str, name: str, value, allowed) -> None:
+    """ValueError naming owner.name and listing the allowed values, unless value is one of them."""
+    if value not in allowed:
+        raise ValueError(f"{owner}.{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+
+
+def check_number(owner: str, name: str, value, low=None, high=None, integer: bool = False,
+                 low_open: bool = False, high_open: bool = False) -> None:
+    """ValueError naming owner.name unless value is a number (an int when `integer`) within the bounds."""
+    kinds = (int,) if integer else (int, float)
+    ok = isinstance(value, kinds) and not isinstance(value, bool) and value == value  # not NaN
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        bounds = []
+        if low is not None:
+            bounds.append(f"{'>' if low_open else '>='} {low}")
+        if high is not None:
+            bounds.append(f"{'<' if high_open else '<='} {high}")
+        kind = "an integer" if integer else "a number"
+        raise ValueError(f"{owner}.{name} must be {kind}{' ' + ' and '.join(bounds) if bounds else ''}; got {value!r}")
+
+
+def check_fraction(owner: str, name: str, value) -> None:
+    check_number(owner, name, value, 0.0, 1.0)
 
 
 @dataclass
@@ -21,13 +63,22 @@ class BackboneConfig:
     depth: int = 50  # ResNet depth: 18, 34 (basic blocks), 50, 101 (bottlenecks)
     variant: str = "fpn"  # "fpn" (P2-P6, Sec. 3.1 / FPN paper) or "c4" (stage-4 features, stride 16)
     norm: str = "frozen_bn"  # "frozen_bn" for pretrained weights, "bn" or "gn" to train from scratch
+
+    def __post_init__(self):
+        check_choice("BackboneConfig", "depth", self.depth, DEPTHS)
+        check_choice("BackboneConfig", "variant", self.variant, VARIANTS)
+        check_choice("BackboneConfig", "norm", self.norm, NORMS)
+        check_number("BackboneConfig", "stem_channels", self.stem_channels, 1, integer=True)
+        check_number("BackboneConfig", "trainable_layers", self.trainable_layers, 0, 5, integer=True)
+        check_number("BackboneConfig", "fpn_channels", self.fpn_channels, 1, integer=True)
+        check_number("BackboneConfig", "frozen_bn_eps", self.frozen_bn_eps, 0.0)
+    stem_channels: int = 64  # channels after the 7x7 stem; ResNet: 64. Stage widths scale with it
+    trainable_layers: int = 3  # stages (of 5, stem counted) that get gradients; torchvision: 3
+    fpn_channels: int = 256  # channels of every pyramid level P2-P6; FPN paper: 256
     # eps of the frozen BN, y = (x - mean) / sqrt(var + eps) * w + b. torchvision's own ResNets use 1e-5, but
     # it runs its COCO-trained Mask R-CNN weights (COCO_V1) with eps = 0.0 (`overwrite_eps`), the Detectron
     # convention those weights were trained with; `convert.coco_config()` sets it
     frozen_bn_eps: float = 1e-5
-    stem_channels: int = 64  # channels after the 7x7 stem; ResNet: 64. Stage widths scale with it
-    trainable_layers: int = 3  # stages (of 5, stem counted) that get gradients; torchvision: 3
-    fpn_channels: int = 256  # channels of every pyramid level P2-P6; FPN paper: 256
 
 
 @dataclass
@@ -35,6 +86,20 @@ class AnchorConfig:
     # One tuple of sizes (pixels, sqrt(w*h)) per feature level; FPN: 32..512, one size per level P2..P6.
     sizes: tuple = ((32,), (64,), (128,), (256,), (512,))
     aspect_ratios: tuple = (0.5, 1.0, 2.0)  # h / w, the same at every level; paper: {1:2, 1:1, 2:1}
+
+    def __post_init__(self):
+        self.sizes = tuple(tuple(level) for level in self.sizes)
+        self.aspect_ratios = tuple(self.aspect_ratios)
+        for level in self.sizes:
+            for size in level:
+                check_number("AnchorConfig", "sizes", size, 0, low_open=True)
+        for ratio in self.aspect_ratios:
+            check_number("AnchorConfig", "aspect_ratios", ratio, 0, low_open=True)
+        if not self.sizes or not self.aspect_ratios or len({len(level) for level in self.sizes}) != 1 \
+                or not self.sizes[0]:
+            raise ValueError(f"AnchorConfig.sizes must give the same, non-zero number of sizes at every level "
+                             f"(one RPN head is shared by all levels), and aspect_ratios at least one ratio; "
+                             f"got {self.sizes} and {self.aspect_ratios}")
 
 
 @dataclass
@@ -51,6 +116,18 @@ class RPNConfig:
     nms_thresh: float = 0.7  # NMS IoU threshold for proposals
     min_size: float = 1e-3  # proposals narrower or shorter than this (pixels) are removed
     score_thresh: float = 0.0  # proposals with a lower objectness probability are removed
+
+    def __post_init__(self):
+        check_number("RPNConfig", "conv_channels", self.conv_channels, 0, integer=True)
+        for name in ("fg_iou_thresh", "bg_iou_thresh", "positive_fraction", "nms_thresh", "score_thresh"):
+            check_fraction("RPNConfig", name, getattr(self, name))
+        if self.bg_iou_thresh > self.fg_iou_thresh:
+            raise ValueError(f"RPNConfig.bg_iou_thresh ({self.bg_iou_thresh}) must be <= fg_iou_thresh "
+                             f"({self.fg_iou_thresh})")
+        for name in ("batch_size_per_image", "pre_nms_top_n_train", "pre_nms_top_n_test", "post_nms_top_n_train",
+                     "post_nms_top_n_test"):
+            check_number("RPNConfig", name, getattr(self, name), 1, integer=True)
+        check_number("RPNConfig", "min_size", self.min_size, 0.0)
 
 
 @dataclass
@@ -85,9 +162,39 @@ class RoIHeadsConfig:
 
     # inference (Sec. 3.1, "Inference")
     score_thresh: float = 0.05  # detections with a lower class probability are dropped
+    min_box_size: float = 1e-2  # detections narrower or shorter than this (pixels) are dropped; torchvision: 1e-2
     nms_thresh: float = 0.5  # per-class NMS IoU threshold
     detections_per_img: int = 100  # the mask branch runs on these top-scoring boxes only
-    mask_threshold: float = 0.5  # binarization of pasted mask probabilities (used by evaluation)
+    mask_threshold: float = 0.5  # binarization of pasted mask probabilities ("binarized at 0.5", Sec. 3.1)
+
+    def __post_init__(self):
+        own = "RoIHeadsConfig"
+        check_choice(own, "pooler", self.pooler, POOLERS)
+        check_choice(own, "pool_mode", self.pool_mode, POOL_MODES)
+        check_choice(own, "mask_head", self.mask_head, MASK_HEADS)
+        check_choice(own, "mask_loss", self.mask_loss, MASK_LOSSES)
+        check_choice(own, "aligned", self.aligned, (False, True))
+        check_choice(own, "class_agnostic_masks", self.class_agnostic_masks, (False, True))
+        if self.mask_loss == "softmax" and self.class_agnostic_masks:
+            raise ValueError(f"{own}: mask_loss='softmax' needs a mask per class (class_agnostic_masks=False): "
+                             f"the multinomial loss makes the classes compete for each pixel")
+        check_number(own, "sampling_ratio", self.sampling_ratio, integer=True)  # <= 0: adaptive
+        self.pool_levels = tuple(self.pool_levels)
+        if not all(isinstance(name, str) for name in self.pool_levels):
+            raise ValueError(f"{own}.pool_levels must name feature maps, e.g. ('p4',); got {self.pool_levels!r}")
+        for name in ("box_pool_size", "mask_pool_size", "batch_size_per_image", "box_head_dim",
+                     "mask_head_channels", "detections_per_img"):
+            check_number(own, name, getattr(self, name), 1, integer=True)
+        check_number(own, "mask_head_convs", self.mask_head_convs, 0, integer=True)
+        for name in ("fg_iou_thresh", "bg_iou_thresh", "positive_fraction", "score_thresh", "nms_thresh",
+                     "mask_threshold"):
+            check_fraction(own, name, getattr(self, name))
+        self.bbox_reg_weights = tuple(self.bbox_reg_weights)
+        if len(self.bbox_reg_weights) != 4:
+            raise ValueError(f"{own}.bbox_reg_weights must be 4 weights of (dx, dy, dw, dh); got {self.bbox_reg_weights}")
+        for w in self.bbox_reg_weights:
+            check_number(own, "bbox_reg_weights", w, 0, low_open=True)
+        check_number(own, "min_box_size", self.min_box_size, 0.0)
 
 
 @dataclass
@@ -98,6 +205,19 @@ class TransformConfig:
     image_mean: tuple = (0.485, 0.456, 0.406)  # ImageNet statistics, images in [0, 1]
     image_std: tuple = (0.229, 0.224, 0.225)
 
+    def __post_init__(self):
+        # at least one cell of the coarsest map (stride 32): smaller images have nothing left to detect in
+        check_number("TransformConfig", "min_size", self.min_size, 32, integer=True)
+        check_number("TransformConfig", "max_size", self.max_size, self.min_size, integer=True)
+        check_number("TransformConfig", "size_divisible", self.size_divisible, 1, integer=True)
+        self.image_mean, self.image_std = tuple(self.image_mean), tuple(self.image_std)
+        for name in ("image_mean", "image_std"):
+            values = getattr(self, name)
+            if len(values) != 3 or not all(isinstance(v, (int, float)) for v in values) or \
+                    (name == "image_std" and min(values) <= 0):
+                raise ValueError(f"TransformConfig.{name} must be 3 numbers (R, G, B){', all > 0' if name == 'image_std' else ''}; "
+                                 f"got {values!r}")
+
 
 @dataclass
 class ModelConfig:
@@ -107,6 +227,13 @@ class ModelConfig:
     rpn: RPNConfig = field(default_factory=RPNConfig)
     roi_heads: RoIHeadsConfig = field(default_factory=RoIHeadsConfig)
     transform: TransformConfig = field(default_factory=TransformConfig)
+
+    def __post_init__(self):
+        check_number("ModelConfig", "num_classes", self.num_classes, 2, integer=True)  # background and one class
+        maps = {"fpn": 5, "c4": 1}[self.backbone.variant]  # P2-P6, or the stage-4 map
+        if len(self.anchors.sizes) != maps:
+            raise ValueError(f"AnchorConfig.sizes has {len(self.anchors.sizes)} levels, the "
+                             f"{self.backbone.variant} backbone gives {maps} feature map(s)")
 
 
 def r50_fpn(num_classes: int = 91) -> ModelConfig:
@@ -154,7 +281,7 @@ PRESETS = {"r50_fpn": r50_fpn, "r50_c4": r50_c4, "cpu_small": cpu_small}
 def get_config(name: str, num_classes: int | None = None) -> ModelConfig:
     """The preset called `name` ("r50_fpn", "r50_c4", "cpu_small"), optionally with another class count."""
     if name not in PRESETS:
-        raise ValueError(f"unknown config {name!r}; choose one of {sorted(PRESETS)}")
+        raise ValueError(f"unknown model preset {name!r}; choose one of {', '.join(map(repr, PRESETS))}")
     return PRESETS[name]() if num_classes is None else PRESETS[name](num_classes)
 
 

@@ -165,11 +165,12 @@ def coco_config(num_classes: int = 91):
     then overwrites it with 0.0 when it loads the COCO_V1 weights (`overwrite_eps` in
     torchvision/models/detection/mask_rcnn.py); with 1e-5 the same weights give boxes up to half a pixel
     and scores 0.005 apart, and visibly different masks."""
+    import dataclasses
+
     from .config import r50_fpn
 
     cfg = r50_fpn(num_classes)
-    cfg.backbone.frozen_bn_eps = 0.0
-    return cfg
+    return dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, frozen_bn_eps=0.0))
 
 
 def load_torchvision_maskrcnn(model: nn.Module, state_dict: dict) -> None:

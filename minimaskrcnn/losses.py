@@ -24,8 +24,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .config import MASK_LOSSES
+
 BOX_BETA = 1.0 / 9  # smooth-L1 switches from quadratic to linear at |x| = 1/9 (Detectron, torchvision)
-MASK_LOSSES = ("sigmoid", "softmax")
 
 
 def rpn_objectness_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -27,9 +27,6 @@ from torch import nn
 
 from .config import RoIHeadsConfig
 
-MASK_HEADS = ("fcn", "mlp")
-
-
 class MaskFCNHead(nn.Module):
     """(R, C, S, S) -> (R, Ch, S, S): `num_convs` 3x3 convs (padding 1) each followed by a ReLU.
     With num_convs = 0 (the C4 head) it passes its input through."""
@@ -100,8 +97,6 @@ def build_mask_branch(cfg: RoIHeadsConfig, in_channels: int, in_size: int, num_c
     c4=True: the input is the res5 output, and the FCN head has no convs of its own (Fig. 4 left).
     For "mlp" the hidden width is box_head_dim (1024, as the paper's fc:1024 -> 1024 -> 80*28^2).
     """
-    if cfg.mask_head not in MASK_HEADS:
-        raise ValueError(f"RoIHeadsConfig.mask_head must be one of {MASK_HEADS}, got {cfg.mask_head!r}")
     num_masks = 1 if cfg.class_agnostic_masks else num_classes
     if cfg.mask_head == "mlp":
         return (MaskMLPHead(in_channels, in_size, cfg.box_head_dim),

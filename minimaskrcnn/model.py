@@ -51,9 +51,6 @@ class MaskRCNN(nn.Module):
         self.transform = ImageTransform(config.transform)
         self.backbone = build_backbone(config.backbone)
         self.rpn = RPN(config.rpn, config.anchors, self.backbone.out_channels)
-        if len(config.anchors.sizes) != len(self.backbone.strides):
-            raise ValueError(f"AnchorConfig.sizes has {len(config.anchors.sizes)} levels, the "
-                             f"{config.backbone.variant} backbone gives {len(self.backbone.strides)} maps")
         res5 = build_res5_head(config.backbone) if config.backbone.variant == "c4" else None
         self.roi_heads = RoIHeads(config.roi_heads, config.num_classes, self.backbone.out_channels,
                                   self.backbone.strides, res5)

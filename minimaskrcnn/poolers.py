@@ -26,7 +26,6 @@ from .anchors import assign_fpn_levels
 from .config import RoIHeadsConfig
 from .ops import roi_align, roi_pool, roi_warp
 
-POOLERS = ("align", "pool", "warp")
 FPN_ROI_LEVELS = ("p2", "p3", "p4", "p5")  # P6 only feeds the RPN (FPN paper, Sec. 4.2)
 
 
@@ -51,14 +50,13 @@ def to_rois(boxes: list[torch.Tensor]) -> torch.Tensor:
 
 
 def pool_level(x: torch.Tensor, rois: torch.Tensor, size: int, stride: int, cfg: RoIHeadsConfig) -> torch.Tensor:
-    """(N, C, H, W) map of stride `stride`, (K, 5) rois in image pixels -> (K, C, size, size)."""
-    if cfg.pooler == "align":
-        return roi_align(x, rois, (size, size), 1.0 / stride, cfg.sampling_ratio, cfg.aligned, cfg.pool_mode)
+    """(N, C, H, W) map of stride `stride`, (K, 5) rois in image pixels -> (K, C, size, size), with the op
+    cfg.pooler names (config.POOLERS)."""
     if cfg.pooler == "pool":
         return roi_pool(x, rois, (size, size), 1.0 / stride)
     if cfg.pooler == "warp":
         return roi_warp(x, rois, (size, size), 1.0 / stride, cfg.sampling_ratio)
-    raise ValueError(f"RoIHeadsConfig.pooler must be one of {POOLERS}, got {cfg.pooler!r}")
+    return roi_align(x, rois, (size, size), 1.0 / stride, cfg.sampling_ratio, cfg.aligned, cfg.pool_mode)
 
 
 def pool_rois(features: dict[str, torch.Tensor], boxes: list[torch.Tensor], size: int,

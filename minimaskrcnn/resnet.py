@@ -32,11 +32,9 @@ from torch import nn
 from .config import BackboneConfig
 from .fpn import FPN
 
-# blocks per stage (layer1..layer4) and block type, Table 1 of the ResNet paper
+# blocks per stage (layer1..layer4) and block type, Table 1 of the ResNet paper (config.DEPTHS lists the keys)
 DEPTHS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)),
           50: ("bottleneck", (3, 4, 6, 3)), 101: ("bottleneck", (3, 4, 23, 3))}
-NORMS = ("frozen_bn", "bn", "gn")
-VARIANTS = ("fpn", "c4")
 
 
 class FrozenBatchNorm2d(nn.Module):
@@ -80,15 +78,13 @@ def set_frozen_bn_eps(module: nn.Module, eps: float) -> None:
 
 
 def make_norm(norm: str, channels: int) -> nn.Module:
-    """The normalization layer named by BackboneConfig.norm, for `channels` channels."""
+    """The normalization layer named by BackboneConfig.norm (config.NORMS), for `channels` channels."""
     if norm == "frozen_bn":
         return FrozenBatchNorm2d(channels)
     if norm == "bn":
         return nn.BatchNorm2d(channels)
-    if norm == "gn":
-        # 32 groups (Wu & He, 2018), fewer for narrow layers so that a group keeps >= 2 channels.
-        return nn.GroupNorm(math.gcd(32, max(channels // 2, 1)), channels)
-    raise ValueError(f"BackboneConfig.norm must be one of {NORMS}, got {norm!r}")
+    # "gn": 32 groups (Wu & He, 2018), fewer for narrow layers so that a group keeps >= 2 channels.
+    return nn.GroupNorm(math.gcd(32, max(channels // 2, 1)), channels)
 
 
 def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -154,24 +150,6 @@ class ResStage(nn.Sequential):
         rest = [block(cout, width, 1, norm) for _ in range(num_blocks - 1)]
         super().__init__(block(cin, width, stride, norm), *rest)
         self.in_channels, self.out_channels = cin, cout
-
-
-def check_config(cfg: BackboneConfig) -> None:
-    """ValueError naming the BackboneConfig field that is out of range."""
-    if cfg.depth not in DEPTHS:
-        raise ValueError(f"BackboneConfig.depth must be one of {sorted(DEPTHS)}, got {cfg.depth!r}")
-    if cfg.variant not in VARIANTS:
-        raise ValueError(f"BackboneConfig.variant must be one of {VARIANTS}, got {cfg.variant!r}")
-    if cfg.norm not in NORMS:
-        raise ValueError(f"BackboneConfig.norm must be one of {NORMS}, got {cfg.norm!r}")
-    if not (isinstance(cfg.stem_channels, int) and cfg.stem_channels > 0):
-        raise ValueError(f"BackboneConfig.stem_channels must be a positive int, got {cfg.stem_channels!r}")
-    if cfg.trainable_layers not in range(6):
-        raise ValueError(f"BackboneConfig.trainable_layers must be in 0..5, got {cfg.trainable_layers!r}")
-    if not (isinstance(cfg.fpn_channels, int) and cfg.fpn_channels > 0):
-        raise ValueError(f"BackboneConfig.fpn_channels must be a positive int, got {cfg.fpn_channels!r}")
-    if not (isinstance(cfg.frozen_bn_eps, (int, float)) and cfg.frozen_bn_eps >= 0):
-        raise ValueError(f"BackboneConfig.frozen_bn_eps must be a number >= 0, got {cfg.frozen_bn_eps!r}")
 
 
 class ResNet(nn.Module):
@@ -277,7 +255,6 @@ def build_res5_head(cfg: BackboneConfig) -> ResStage:
     (R, C5, ceil(h/2), ceil(w/2)), C5 = stage-5 channels (2048 for R50); the box head average-pools it.
     Frozen only when trainable_layers == 0. Keys as torchvision's layer4 without the "layer4." prefix.
     """
-    check_config(cfg)
     kind, blocks_per_stage = DEPTHS[cfg.depth]
     block = BasicBlock if kind == "basic" else Bottleneck
     w = cfg.stem_channels
@@ -294,5 +271,4 @@ def build_backbone(cfg: BackboneConfig) -> nn.Module:
     Returns a module with forward(x (N, 3, H, W) float, normalized) -> OrderedDict of feature maps,
     and plain attributes `out_channels: int` (the same for every map) and `strides: dict[str, int]`.
     """
-    check_config(cfg)
     return C4Backbone(cfg) if cfg.variant == "c4" else FPNBackbone(cfg)

@@ -28,7 +28,7 @@ from torch import nn
 
 from .box_head import BoxPredictor, C4BoxHead, FPNBoxHead
 from .config import RoIHeadsConfig
-from .losses import MASK_LOSSES, fast_rcnn_loss, mask_loss
+from .losses import fast_rcnn_loss, mask_loss
 from .mask_head import build_mask_branch
 from .ops import batched_nms, box_iou, clip_boxes, decode_boxes, encode_boxes, remove_small_boxes
 from .ops.roi_align import bilinear_taps, sample_points
@@ -129,7 +129,7 @@ def detect_boxes(class_logits: torch.Tensor, box_deltas: torch.Tensor, proposals
         labels = torch.arange(1, K, device=b.device).expand(b.shape[0], K - 1).reshape(-1)  # (P*(K-1),)
         b, s = clip_boxes(b[:, 1:], size).reshape(-1, 4), s[:, 1:].reshape(-1)  # (P*(K-1), 4), (P*(K-1),)
         keep = torch.nonzero(s > cfg.score_thresh).squeeze(1)
-        keep = keep[remove_small_boxes(b[keep], 1e-2)]
+        keep = keep[remove_small_boxes(b[keep], cfg.min_box_size)]
         keep = keep[batched_nms(b[keep], s[keep], labels[keep], cfg.nms_thresh)[: cfg.detections_per_img]]
         detections.append({"boxes": b[keep], "scores": s[keep], "labels": labels[keep]})
     return detections
@@ -156,11 +156,6 @@ class RoIHeads(nn.Module):
     def __init__(self, cfg: RoIHeadsConfig, num_classes: int, in_channels: int, strides: dict[str, int],
                  res5: nn.Module | None = None):
         super().__init__()
-        if cfg.mask_loss not in MASK_LOSSES:
-            raise ValueError(f"RoIHeadsConfig.mask_loss must be one of {MASK_LOSSES}, got {cfg.mask_loss!r}")
-        if cfg.mask_loss == "softmax" and cfg.class_agnostic_masks:
-            raise ValueError("RoIHeadsConfig: mask_loss='softmax' needs class-specific masks "
-                             "(class_agnostic_masks=False)")
         self.cfg, self.num_classes = cfg, num_classes
         self.strides = roi_feature_strides(strides, cfg.pool_levels)
         self.c4 = res5 is not None

@@ -190,12 +190,9 @@ class RPN(nn.Module):
 
     def __init__(self, cfg: RPNConfig, anchor_cfg: AnchorConfig, in_channels: int):
         super().__init__()
-        counts = {len(sizes) * len(anchor_cfg.aspect_ratios) for sizes in anchor_cfg.sizes}
-        if len(counts) != 1:
-            raise ValueError(f"AnchorConfig.sizes must give the same number of anchors at every level "
-                             f"(one head is shared), got {anchor_cfg.sizes}")
         self.cfg, self.anchor_cfg = cfg, anchor_cfg
-        self.head = RPNHead(in_channels, cfg.conv_channels or in_channels, counts.pop())
+        num_anchors = len(anchor_cfg.sizes[0]) * len(anchor_cfg.aspect_ratios)  # the same at every level
+        self.head = RPNHead(in_channels, cfg.conv_channels or in_channels, num_anchors)
 
     def forward(self, batch: ImageBatch, features: dict[str, torch.Tensor], targets: list[dict] | None = None):
         maps = list(features.values())

@@ -150,8 +150,6 @@ class ImageTransform:
     """
 
     def __init__(self, cfg: TransformConfig):
-        if cfg.min_size <= 0 or cfg.max_size <= 0 or cfg.size_divisible <= 0:
-            raise ValueError(f"TransformConfig min_size, max_size and size_divisible must be > 0, got {cfg}")
         self.cfg = cfg
 
     def __call__(self, images: list[torch.Tensor], targets: list[dict] | None = None):

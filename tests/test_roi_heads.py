@@ -167,6 +167,13 @@ def test_detect_boxes_equals_torchvision_postprocess():
         torch.testing.assert_close(d["boxes"], b)
         torch.testing.assert_close(d["scores"], s)
         assert torch.equal(d["labels"], lb)
+    # RoIHeadsConfig.min_box_size (torchvision's 1e-2) decides which boxes are too small to keep
+    wide = dataclasses.replace(cfg, min_box_size=20.0)
+    for d in detect_boxes(logits, deltas, proposals, sizes, wide):
+        sides = torch.minimum(d["boxes"][:, 2] - d["boxes"][:, 0], d["boxes"][:, 3] - d["boxes"][:, 1])
+        assert len(sides) and sides.min() >= 20.0
+    assert any((torch.minimum(d["boxes"][:, 2] - d["boxes"][:, 0], d["boxes"][:, 3] - d["boxes"][:, 1]) < 20).any()
+               for d in ours)
 
 
 def test_mask_probabilities_take_the_predicted_class():
