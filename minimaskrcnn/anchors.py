@@ -1,4 +1,4 @@
-"""Anchors (Faster R-CNN, Sec. 3.1) and the FPN level of an RoI (FPN paper, Eq. 1).
+"""Anchors (Faster R-CNN, Sec. 3.1).
 
 At every position of a feature map of stride s, the RPN scores A = (#sizes x #ratios) reference boxes,
 "anchors", centered on the position's top-left image pixel (x * s, y * s). An anchor of size `size`
@@ -50,30 +50,9 @@ def grid_anchors(sizes, aspect_ratios, feature_size: tuple[int, int], stride) ->
     return (shifts + base[None]).reshape(-1, 4)  # (H*W, A, 4) -> (H*W*A, 4)
 
 
-def assign_fpn_levels(boxes: torch.Tensor, k_min: int, k_max: int, canonical_size: float = 224.0,
-                      canonical_level: int = 4) -> torch.Tensor:
-    """FPN paper, Eq. 1: an RoI of w x h pixels pools from level k = floor(k0 + log2(sqrt(w h) / 224)).
-
-    A 224 x 224 RoI (ImageNet's canonical size) maps to k0 = 4 (P4, stride 16); halving its side moves
-    one level finer. k is clamped to the levels present, [k_min, k_max].
-    boxes: (K, 4) pixels -> (K,) int64 level index k - k_min (0 for P{k_min}).
-    """
-    if boxes.dim() != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"boxes must be (K, 4) (x1, y1, x2, y2), got shape {tuple(boxes.shape)}")
-    if k_min > k_max:
-        raise ValueError(f"k_min ({k_min}) must be <= k_max ({k_max})")
-    w = (boxes[:, 2] - boxes[:, 0]).clamp(min=0)
-    h = (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
-    scale = torch.sqrt(w * h)
-    # torchvision adds 1e-6 so that boxes exactly at a level's boundary land on the coarser level
-    k = torch.floor(canonical_level + torch.log2(scale / canonical_size) + 1e-6)
-    k = torch.nan_to_num(k, neginf=float(k_min))  # a zero-size box: the finest level
-    return (k.clamp(min=k_min, max=k_max) - k_min).to(torch.int64)
-
-
 def num_anchors(sizes, aspect_ratios) -> int:
     """A: anchors per feature-map position."""
     return len(sizes) * len(aspect_ratios)
 
 
-__all__ = ["base_anchors", "grid_anchors", "assign_fpn_levels", "num_anchors"]
+__all__ = ["base_anchors", "grid_anchors", "num_anchors"]

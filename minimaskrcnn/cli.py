@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 import warnings
@@ -23,8 +22,9 @@ from pathlib import Path
 
 import torch
 
-from . import ablate, engine, exercises, paths
-from .engine import TrainConfig
+from . import exercises, paths
+from .ablation import run as ablation_run
+from .training import DEMO, TrainConfig, build_datasets, resume_config, train
 
 # flag -> (TrainConfig field, type, help); defaults come from TrainConfig (or the resumed checkpoint)
 TRAIN_FLAGS = {
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
 
     p = sub.add_parser("ablate", help="rerun the paper's ablations (Table 2) on the synthetic shapes")
-    ablate.add_arguments(p)
+    ablation_run.add_arguments(p)
 
     p = sub.add_parser("check", help="run the package's checks on your own box_iou, nms, roi_align, ... (notebook 09)")
     exercises.add_arguments(p)
@@ -154,27 +154,19 @@ def train_config_from_args(args) -> TrainConfig:
         given["data"] = "annotations"
         given.setdefault("val_split", None)  # a held-out set only when --val-annotations names one
     if args.resume:
-        return engine.resume_config(args.resume, **given)
+        return resume_config(args.resume, **given)
     data = given.pop("data", None) or str(paths.coco_root())
     config = given.pop("config", None) or ("cpu_small" if data == "shapes" else "r50_fpn")
     return TrainConfig(config=config, data=data, **given)
 
 
 def cmd_train(args) -> None:
-    result = engine.train(train_config_from_args(args))
+    result = train(train_config_from_args(args))
     print(f"trained {result.step} steps: {result.out / 'last.pt'}, {result.out / 'metrics.jsonl'}")
     if result.metrics is not None:
         from .evaluation import summary_line
 
         print(summary_line(result.metrics, result.seconds))
-
-
-def _load_model(args):
-    from .checkpoint import build_model_from_checkpoint
-
-    sizes = {k: v for k, v in (("min_size", args.min_size), ("max_size", args.max_size)) if v is not None}
-    model, state = build_model_from_checkpoint(args.checkpoint, **({"transform": sizes} if sizes else {}))
-    return model.to(engine.pick_device(args.device)).eval(), state
 
 
 def evaluation_dataset(args, state: dict):
@@ -200,10 +192,12 @@ def evaluation_dataset(args, state: dict):
 
 
 def cmd_evaluate(args) -> None:
-    from .evaluation import summary_line
+    from .evaluation import evaluate, summary_line
+
+    from .predict import model_from_checkpoint
 
     start = time.perf_counter()
-    model, state = _load_model(args)
+    model, state = model_from_checkpoint(args.checkpoint, args.device, min_size=args.min_size, max_size=args.max_size)
     dataset = evaluation_dataset(args, state)
     trained_names = state.get("class_names")
     if dataset.num_classes != model.config.num_classes or (trained_names and trained_names != dataset.class_names):
@@ -212,105 +206,24 @@ def cmd_evaluate(args) -> None:
                          f"{dataset.class_names[1:6]}...")
     name = Path(dataset.ann_file).stem if hasattr(dataset, "ann_file") else "shapes"
     out = Path(args.out) if args.out else Path(args.checkpoint).with_name(f"results_{name}.json")
-    metrics = engine.evaluate(model, dataset, args.batch_size, out_json=out)
+    metrics = evaluate(model, dataset, args.batch_size, out_json=out)
     print(f"results: {out}")
     print(summary_line(metrics, time.perf_counter() - start))
 
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-
-
-def _image_paths(items) -> list[Path]:
-    """The files to predict: each argument as given, a folder as its images (sorted by name)."""
-    found = []
-    for item in map(Path, items):
-        if item.is_dir():
-            inside = sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not inside:
-                print(f"warning: folder {item} holds no {'/'.join(IMAGE_SUFFIXES)} files", file=sys.stderr)
-            found += inside
-        else:
-            found.append(item)
-    if not found:
-        raise ValueError(f"no images to predict in {', '.join(map(str, items))}")
-    return found
-
-
-def _predictor(args):
-    """(model in eval mode on the chosen device, class names indexed by label) for --checkpoint or --weights."""
-    if args.checkpoint:
-        model, state = _load_model(args)
-        return model, state.get("class_names") or [str(i) for i in range(model.config.num_classes)]
-    from . import pretrained
-
-    sizes = {k: v for k, v in (("min_size", args.min_size), ("max_size", args.max_size)) if v is not None}
-    kw = {"transform": sizes} if sizes else {}
-    if args.weights == "coco":
-        if not pretrained.is_cached(cache=args.cache):
-            print(f"downloading torchvision's COCO weights (170 MB) to {pretrained.weights_path(cache=args.cache)}")
-        loaded = pretrained.coco_maskrcnn(cache=args.cache, **kw)
-    elif Path(args.weights).is_file():
-        loaded = pretrained.load_torchvision_weights(args.weights, **kw)
-    else:
-        raise FileNotFoundError(f"--weights {args.weights}: no such file (--weights coco: torchvision's COCO model)")
-    return loaded.model.to(engine.pick_device(args.device)), loaded.class_names
-
-
 def cmd_predict(args) -> None:
-    import os
-    import tempfile
+    from .predict import image_paths, load_predictor, predict_images
 
-    import matplotlib.pyplot as plt
-
-    from .data import read_rgb
-    from .data.coco import to_tensor_image
-    from .viz import draw_detections
-
-    images = _image_paths(args.images)
-    out = Path(args.out)
-    existing = out
-    while not existing.exists():  # the nearest folder that exists: "." at the latest
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):  # checked before loading a model
-        raise ValueError(f"cannot write to the output folder {out}: {existing} is not a writable folder")
-    model, names = _predictor(args)
-    try:  # and before any inference: a folder we cannot write would lose every result
-        out.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=out).close()
-    except OSError as e:
-        raise ValueError(f"cannot write to the output folder {out}: {e.strerror or e}") from e
-    device = next(model.parameters()).device
-    summary, skipped, stems = [], [], set()
-    for path in images:
-        try:
-            image = to_tensor_image(read_rgb(path))  # (3, H, W)
-        except (ValueError, OSError) as e:  # unreadable or not an image: skip it, keep the others
-            print(f"warning: skipped {path}: {e}", file=sys.stderr)
-            summary.append({"image": str(path), "skipped": str(e)})
-            skipped.append(str(path))
-            continue
-        with torch.no_grad():
-            det = {k: v.cpu() for k, v in model([image.to(device)]).detections[0].items()}
-        h, w = image.shape[-2:]
-        fig, ax = plt.subplots(figsize=(w / 100, h / 100), dpi=100)
-        fig.subplots_adjust(0, 0, 1, 1)
-        draw_detections(ax, image, det, names, args.score_thresh)
-        stem = path.stem if path.stem not in stems else f"{path.stem}_{len(summary)}"  # a/x.jpg and b/x.png
-        stems.add(stem)
-        drawn = out / f"{stem}_pred.png"
-        fig.savefig(drawn, dpi=100)
-        plt.close(fig)
-        keep = det["scores"] >= args.score_thresh
-        found = [{"label": names[int(lab)], "score": round(float(s), 4), "box": [round(v, 1) for v in b.tolist()]}
-                 for lab, s, b in zip(det["labels"][keep], det["scores"][keep], det["boxes"][keep])]
-        summary.append({"image": str(path), "drawn": str(drawn), "detections": found})
-        print(f"{path}: {len(found)} detection(s) -> {drawn}")
-    (out / "predictions.json").write_text(json.dumps(summary, indent=1))
+    images = image_paths(args.images)
+    paths.writable_folder(Path(args.out))  # before a model is loaded
+    model, names = load_predictor(args.checkpoint, args.weights, args.cache, args.device, min_size=args.min_size,
+                                  max_size=args.max_size)
+    skipped = predict_images(model, names, images, Path(args.out), args.score_thresh)
     if len(skipped) == len(images):
         raise ValueError(f"none of the {len(images)} image(s) could be read (see the warnings above)")
     if skipped:
         print(f"{len(images) - len(skipped)} image(s) predicted, {len(skipped)} skipped: {', '.join(skipped)}; "
-              f"see {out / 'predictions.json'}")
+              f"see {Path(args.out) / 'predictions.json'}")
 
 
 def cmd_download(args) -> None:
@@ -342,19 +255,6 @@ def cmd_download(args) -> None:
                   f"{info['categories']} categories -> {info['out_file']}")
 
 
-# The demo's recipe (see the README for the figures it reaches on a 2-core laptop CPU): 900 steps of
-# 4 images of 128x128 (1.8 passes over 2000 images, flipped at random) with AdamW, which trains a
-# from-scratch network with BatchNorm far faster than the paper's SGD (a fine-tuning recipe), a short
-# warmup and a cosine decay to 0. Measured on the 200 held-out images (box AP / mask AP): 900 steps
-# 0.789 / 0.772 in 3m52s and 4m21s on a 2-core machine, the same table both times (0.80 / 0.78 with
-# the code of commit d581d77, where the recipe was chosen); 600 steps 0.75 / 0.75; 1100
-# steps 0.80 / 0.79 (10.5 minutes while other jobs held most of the cores); 96x96 images (0.6x the cost per
-# step) 0.73 / 0.71 at 600 steps; a cheaper head (2 mask convs, 128-wide box FCs) 0.82 / 0.78 in 1300.
-DEMO = TrainConfig(config="cpu_small", data="shapes", num_images=2000, num_val_images=200, image_size=128,
-                   batch_size=4, iters=900, optimizer="adamw", lr=2e-3, weight_decay=1e-4, warmup_iters=100,
-                   warmup_factor=0.01, schedule="cosine", log_every=20, ckpt_every=250, seed=0)
-
-
 def cmd_demo(args) -> None:
     from .evaluation import summary_line
     from .viz import detections_grid
@@ -362,8 +262,8 @@ def cmd_demo(args) -> None:
     start = time.perf_counter()
     cfg = dataclasses.replace(DEMO, out=args.out, num_val_images=args.num_val_images, device=args.device,
                               iters=args.iters or DEMO.iters)
-    result = engine.train(cfg)
-    _, val = engine.build_datasets(cfg)
+    result = train(cfg)
+    _, val = build_datasets(cfg)
     model = result.model.eval()
     images = [val[i][0] for i in range(min(8, len(val)))]
     device = next(model.parameters()).device
@@ -378,7 +278,7 @@ def cmd_demo(args) -> None:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download,
-            "demo": cmd_demo, "ablate": ablate.cmd_ablate, "check": exercises.cmd_check}
+            "demo": cmd_demo, "ablate": ablation_run.cmd_ablate, "check": exercises.cmd_check}
 
 
 def main(argv=None) -> int:

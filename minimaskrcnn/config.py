@@ -38,8 +38,7 @@ def check_choice(owner: str, name: str, value, allowed) -> None:
 def check_number(owner: str, name: str, value, low=None, high=None, integer: bool = False,
                  low_open: bool = False, high_open: bool = False) -> None:
     """ValueError naming owner.name unless value is a number (an int when `integer`) within the bounds."""
-    kinds = (int,) if integer else (int, float)
-    ok = isinstance(value, kinds) and not isinstance(value, bool) and value == value  # not NaN
+    ok = isinstance(value, (int,) if integer else (int, float)) and not isinstance(value, bool) and value == value
     if ok and low is not None:
         ok = value > low if low_open else value >= low
     if ok and high is not None:
@@ -50,11 +49,11 @@ def check_number(owner: str, name: str, value, low=None, high=None, integer: boo
             bounds.append(f"{'>' if low_open else '>='} {low}")
         if high is not None:
             bounds.append(f"{'<' if high_open else '<='} {high}")
-        kind = "an integer" if integer else "a number"
-        raise ValueError(f"{owner}.{name} must be {kind}{' ' + ' and '.join(bounds) if bounds else ''}; got {value!r}")
+        raise ValueError(f"{owner}.{name} must be {'an integer' if integer else 'a number'}"
+                         f"{' ' + ' and '.join(bounds) if bounds else ''}; got {value!r}")
 
 
-def check_fraction(owner: str, name: str, value) -> None:
+def check_fraction(owner: str, name: str, value) -> None:  # a probability, a fraction or an IoU threshold
     check_number(owner, name, value, 0.0, 1.0)
 
 
@@ -95,8 +94,7 @@ class AnchorConfig:
                 check_number("AnchorConfig", "sizes", size, 0, low_open=True)
         for ratio in self.aspect_ratios:
             check_number("AnchorConfig", "aspect_ratios", ratio, 0, low_open=True)
-        if not self.sizes or not self.aspect_ratios or len({len(level) for level in self.sizes}) != 1 \
-                or not self.sizes[0]:
+        if not self.aspect_ratios or len({len(level) for level in self.sizes}) != 1 or not self.sizes[0]:
             raise ValueError(f"AnchorConfig.sizes must give the same, non-zero number of sizes at every level "
                              f"(one RPN head is shared by all levels), and aspect_ratios at least one ratio; "
                              f"got {self.sizes} and {self.aspect_ratios}")
@@ -178,7 +176,7 @@ class RoIHeadsConfig:
         if self.mask_loss == "softmax" and self.class_agnostic_masks:
             raise ValueError(f"{own}: mask_loss='softmax' needs a mask per class (class_agnostic_masks=False): "
                              f"the multinomial loss makes the classes compete for each pixel")
-        check_number(own, "sampling_ratio", self.sampling_ratio, integer=True)  # <= 0: adaptive
+        check_number(own, "sampling_ratio", self.sampling_ratio, integer=True)  # any int; <= 0: adaptive
         self.pool_levels = tuple(self.pool_levels)
         if not all(isinstance(name, str) for name in self.pool_levels):
             raise ValueError(f"{own}.pool_levels must name feature maps, e.g. ('p4',); got {self.pool_levels!r}")
@@ -191,7 +189,8 @@ class RoIHeadsConfig:
             check_fraction(own, name, getattr(self, name))
         self.bbox_reg_weights = tuple(self.bbox_reg_weights)
         if len(self.bbox_reg_weights) != 4:
-            raise ValueError(f"{own}.bbox_reg_weights must be 4 weights of (dx, dy, dw, dh); got {self.bbox_reg_weights}")
+            raise ValueError(f"{own}.bbox_reg_weights must be 4 weights of (dx, dy, dw, dh); "
+                             f"got {self.bbox_reg_weights}")
         for w in self.bbox_reg_weights:
             check_number(own, "bbox_reg_weights", w, 0, low_open=True)
         check_number(own, "min_box_size", self.min_box_size, 0.0)
@@ -215,8 +214,8 @@ class TransformConfig:
             values = getattr(self, name)
             if len(values) != 3 or not all(isinstance(v, (int, float)) for v in values) or \
                     (name == "image_std" and min(values) <= 0):
-                raise ValueError(f"TransformConfig.{name} must be 3 numbers (R, G, B){', all > 0' if name == 'image_std' else ''}; "
-                                 f"got {values!r}")
+                positive = ", all > 0" if name == "image_std" else ""
+                raise ValueError(f"TransformConfig.{name} must be 3 numbers (R, G, B){positive}; got {values!r}")
 
 
 @dataclass

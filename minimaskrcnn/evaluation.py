@@ -5,6 +5,8 @@ small (< 32^2 pixels), medium and large objects. Detections become COCO result d
 COCO evaluation server takes: bbox as [x, y, w, h], the mask binarized at 0.5 (Sec. 3.1, "Inference")
 and run-length encoded, and the contiguous label mapped back to the COCO category id.
 
+`evaluate(model, dataset)` runs a model over a dataset and scores it; the functions below it do the parts.
+
 Glossary: D detections in an image, H, W the image's original size.
 """
 from __future__ import annotations
@@ -19,8 +21,51 @@ import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 from pycocotools.cocoeval import COCOeval
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .data import collate
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, dataset, batch_size: int = 2, device=None, out_json=None,
+             num_workers: int = 0, amp: str = "off", progress: bool = True, verbose: bool = True) -> dict:
+    """COCO box and mask AP of `model` on `dataset` (which has .coco and .label_to_cat_id).
+
+    Runs the model in eval mode, turns each batch's detections into COCO results at once (full-size
+    masks are large), writes them to out_json (the evaluation server's format) when given, prints the
+    COCO table when verbose, and returns {"bbox": {"AP", ...}, "segm": {...}} (see `evaluate_coco`).
+    """
+    model = getattr(model, "module", model)
+    device = device or next(model.parameters()).device
+    device = torch.device(device)
+    amp_dtype = {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}[amp]  # TrainConfig.amp's choices
+    cfg = getattr(model, "config", None)
+    mask_threshold = cfg.roi_heads.mask_threshold if cfg is not None else 0.5
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(dataset, batch_size, shuffle=False, collate_fn=collate, num_workers=num_workers)
+    results, image_ids = [], []
+    try:
+        for images, targets in tqdm(loader, desc="evaluate", dynamic_ncols=True, disable=not progress):
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                detections = model([im.to(device) for im in images]).detections
+            detections = [{k: v.float().cpu() if v.is_floating_point() else v.cpu() for k, v in d.items()}
+                          for d in detections]
+            ids = [int(t["image_id"]) for t in targets]
+            results += detections_to_coco(detections, ids, dataset.label_to_cat_id, mask_threshold)
+            image_ids += ids
+    except torch.cuda.OutOfMemoryError as e:
+        raise torch.cuda.OutOfMemoryError(f"CUDA out of memory during evaluation (batch_size={batch_size}): "
+                                          f"lower the batch size or the image size\n{e}") from e
+    finally:
+        model.train(was_training)
+    metrics = evaluate_coco(dataset.coco, results, out_json, image_ids=image_ids)
+    if verbose:
+        print(format_table(metrics))
+    return metrics
 
 
 def encode_masks(masks, threshold: float = 0.5) -> list[dict]:

@@ -2,8 +2,8 @@
 
 Precedence: an explicit path (the CLI's `--data` flag, relative to the current folder like any path) > the
 environment variable MINIMASKRCNN_COCO > `<repo>/data/coco` once it holds annotations (the full COCO, fetched by
-`python -m minimaskrcnn download`; a download still under way does not count) > `<repo>/data/coco_sample`, the 24 + 20 real COCO images shipped with the
-repository (see its README.md), so that a fresh clone has real data. A COCO root has the official layout:
+`python -m minimaskrcnn download`; a download still under way does not count) > `<repo>/data/coco_sample`, the
+24 + 20 real COCO images shipped with the repository (see its README.md), so that a fresh clone has real data. A COCO root has the official layout:
 
     root/annotations/instances_{split}.json     e.g. instances_val2017.json
     root/{split}/*.jpg                          e.g. val2017/000000397133.jpg
@@ -59,3 +59,17 @@ def coco_root_problems(root: str | os.PathLike, splits=("train2017", "val2017"))
         if not (root / split).is_dir():
             problems.append(f"missing image folder {root / split}")
     return problems
+
+
+def writable_folder(folder: str | os.PathLike) -> Path:
+    """The folder, created if missing, after checking that a file can be written in it; ValueError naming it
+    otherwise (a read-only folder, a file in the way). Called before work whose results would be lost."""
+    import tempfile
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e:
+        raise ValueError(f"cannot write to the folder {folder}: {e.strerror or e}") from e
+    return folder

@@ -3,7 +3,7 @@
 Each RoI is pooled to a fixed S x S grid from one feature map:
 - C4: the single stage-4 map (stride 16);
 - FPN: the pyramid level P2..P5 chosen by the RoI's size, k = floor(4 + log2(sqrt(w*h) / 224))
-  clamped to [2, 5] (`anchors.assign_fpn_levels`), so a 224x224 RoI, the ImageNet scale, pools from P4
+  clamped to [2, 5] (`assign_fpn_levels`), so a 224x224 RoI, the ImageNet scale, pools from P4
   and one half its side from P3. P6 is for the RPN only.
 
 The pooling op is chosen by the config, for the paper's Table 2c/2d comparison: RoIAlign ("align", no
@@ -22,11 +22,31 @@ import math
 
 import torch
 
-from .anchors import assign_fpn_levels
 from .config import RoIHeadsConfig
 from .ops import roi_align, roi_pool, roi_warp
 
 FPN_ROI_LEVELS = ("p2", "p3", "p4", "p5")  # P6 only feeds the RPN (FPN paper, Sec. 4.2)
+
+
+def assign_fpn_levels(boxes: torch.Tensor, k_min: int, k_max: int, canonical_size: float = 224.0,
+                      canonical_level: int = 4) -> torch.Tensor:
+    """FPN paper, Eq. 1: an RoI of w x h pixels pools from level k = floor(k0 + log2(sqrt(w h) / 224)).
+
+    A 224 x 224 RoI (ImageNet's canonical size) maps to k0 = 4 (P4, stride 16); halving its side moves
+    one level finer. k is clamped to the levels present, [k_min, k_max].
+    boxes: (K, 4) pixels -> (K,) int64 level index k - k_min (0 for P{k_min}).
+    """
+    if boxes.dim() != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes must be (K, 4) (x1, y1, x2, y2), got shape {tuple(boxes.shape)}")
+    if k_min > k_max:
+        raise ValueError(f"k_min ({k_min}) must be <= k_max ({k_max})")
+    w = (boxes[:, 2] - boxes[:, 0]).clamp(min=0)
+    h = (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
+    scale = torch.sqrt(w * h)
+    # torchvision adds 1e-6 so that boxes exactly at a level's boundary land on the coarser level
+    k = torch.floor(canonical_level + torch.log2(scale / canonical_size) + 1e-6)
+    k = torch.nan_to_num(k, neginf=float(k_min))  # a zero-size box: the finest level
+    return (k.clamp(min=k_min, max=k_max) - k_min).to(torch.int64)
 
 
 def roi_feature_strides(strides: dict[str, int], levels: tuple = ()) -> dict[str, int]:

@@ -32,8 +32,8 @@ from .losses import fast_rcnn_loss, mask_loss
 from .mask_head import build_mask_branch
 from .ops import batched_nms, box_iou, clip_boxes, decode_boxes, encode_boxes, remove_small_boxes
 from .ops.roi_align import bilinear_taps, sample_points
-from .poolers import pool_rois, roi_feature_strides, to_rois
-from .rpn import BACKGROUND, IGNORED, match_boxes, sample_labels
+from .poolers import pool_rois, roi_feature_strides
+from .matching import BACKGROUND, IGNORED, match_boxes, sample_labels
 
 
 @torch.no_grad()

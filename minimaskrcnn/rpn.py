@@ -11,7 +11,8 @@ location, an objectness logit and 4 box deltas. Then:
   anchor(s), ties included, are positive too, so every object gets one. 256 anchors are sampled per
   image, at most half positive.
 
-`match_boxes` and `sample_labels` are shared with the RoI heads (proposal labelling, 1:3 sampling).
+Matching anchors to objects and sampling them (`match_boxes`, `sample_labels`) live in matching.py, shared
+with the RoI heads (proposal labelling, 1:3 sampling).
 
 Shape glossary:
   N: images; L: feature levels; Hl, Wl: size of level l; A: anchors per location (sizes x ratios)
@@ -27,10 +28,9 @@ from torch import nn
 from .anchors import grid_anchors
 from .config import AnchorConfig, RPNConfig
 from .losses import rpn_box_loss, rpn_objectness_loss
+from .matching import BACKGROUND, match_boxes, sample_labels
 from .ops import batched_nms, box_iou, clip_boxes, decode_boxes, encode_boxes, remove_small_boxes
 from .transform import ImageBatch
-
-BACKGROUND, IGNORED = -1, -2  # values of match_boxes for unmatched boxes
 
 
 class RPNHead(nn.Module):
@@ -80,42 +80,6 @@ def make_anchors(cfg: AnchorConfig, features: list[torch.Tensor], padded_size: t
         stride = (padded_size[0] // H, padded_size[1] // W)
         anchors.append(grid_anchors(sizes, cfg.aspect_ratios, (H, W), stride).to(x.device, torch.float32))
     return anchors
-
-
-@torch.no_grad()
-def match_boxes(iou: torch.Tensor, fg_thresh: float, bg_thresh: float, allow_low_quality: bool) -> torch.Tensor:
-    """Match each box (anchor or proposal) to a ground-truth box.
-
-    iou: (G, B) IoU of G ground-truth boxes with B boxes, G >= 1.
-    Returns (B,) int64: the matched ground-truth index where the best IoU >= fg_thresh, BACKGROUND (-1)
-    where it is < bg_thresh, IGNORED (-2) in between. With allow_low_quality (the RPN), each ground
-    truth's best boxes, ties included, are matched too (to their own best ground truth), so that every
-    object has a positive anchor; a ground truth that overlaps no box at all gets none.
-    """
-    best_iou, best_gt = iou.max(dim=0)  # (B,), (B,)
-    matches = torch.where(best_iou >= fg_thresh, best_gt,
-                          torch.where(best_iou < bg_thresh, BACKGROUND, IGNORED))
-    if allow_low_quality:
-        best_for_gt = iou.max(dim=1, keepdim=True).values  # (G, 1)
-        is_best = ((iou == best_for_gt) & (best_for_gt > 0)).any(dim=0)  # (B,)
-        matches = torch.where(is_best, best_gt, matches)
-    return matches
-
-
-@torch.no_grad()
-def sample_labels(labels: torch.Tensor, batch_size: int, positive_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Randomly pick at most `batch_size` boxes, at most `positive_fraction` of them positive.
-
-    labels: (B,) >= 1 positive (a class or 1), 0 negative, -1 ignored.
-    Returns (positive indices, negative indices), int64; negatives fill what positives leave.
-    """
-    positive = torch.nonzero(labels >= 1).squeeze(1)
-    negative = torch.nonzero(labels == 0).squeeze(1)
-    num_pos = min(positive.numel(), int(batch_size * positive_fraction))
-    num_neg = min(negative.numel(), batch_size - num_pos)
-    pos = positive[torch.randperm(positive.numel(), device=labels.device)[:num_pos]]
-    neg = negative[torch.randperm(negative.numel(), device=labels.device)[:num_neg]]
-    return pos, neg
 
 
 @torch.no_grad()

@@ -1,8 +1,8 @@
 """Plotting helpers for the notebooks, the CLI's `predict` and the demo.
 
-Everything here draws on a matplotlib Axes and returns it; nothing here computes detection results.
-Boxes are (x1, y1, x2, y2) in image pixels; matplotlib's image frame puts pixel (0, 0)'s centre at (0, 0),
-so a pixel-edge coordinate x is drawn at x - 0.5.
+Everything here draws on a matplotlib Axes and returns it; nothing here computes detection results or probes
+an op (`probes.py` does). Boxes are (x1, y1, x2, y2) in image pixels; matplotlib's image frame puts pixel
+(0, 0)'s centre at (0, 0), so a pixel-edge coordinate x is drawn at x - 0.5.
 
 Glossary: N boxes or masks, H, W image size.
 """
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-
-
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -155,9 +153,7 @@ def plot_loss_curves(log_path, out_path=None, keys=None):
     return fig
 
 
-# ------------------------------------------------------------------------------------------------
-# COCO annotations as stored, and per-channel activations (notebooks 06 and 07)
-# ------------------------------------------------------------------------------------------------
+# ---------------------------------- COCO annotations as stored, and per-channel activations (notebooks 06, 07)
 
 
 def draw_polygons(ax, polygons, color_=None, linewidth: float = 1.2, alpha: float = 0.35, vertices: bool = True):
@@ -180,16 +176,11 @@ def crowd_mask(annotation: dict, height: int, width: int) -> np.ndarray:
 
     from pycocotools import mask as mask_utils
 
-    segm = annotation["segmentation"]
-    if isinstance(segm, list):  # polygons
-        rle = mask_utils.merge(mask_utils.frPyObjects(segm, height, width))
-    elif isinstance(segm["counts"], list):  # uncompressed RLE, as crowd regions are stored
-        rle = mask_utils.frPyObjects(segm, height, width)
-    else:
-        rle = segm
+    from .data.coco_json import to_rle
+
     with warnings.catch_warnings():  # pycocotools' decode trips a numpy-2 DeprecationWarning per call
         warnings.simplefilter("ignore", DeprecationWarning)
-        return mask_utils.decode(rle).astype(bool)
+        return mask_utils.decode(to_rle(annotation["segmentation"], height, width)).astype(bool)
 
 
 def draw_coco_annotations(ax, image, annotations: list[dict], class_names: dict | None = None,
@@ -246,13 +237,7 @@ def activation_grid(maps, num: int = 16, cols: int = 8, size: float = 1.1, title
     return fig, order.tolist()
 
 
-# ---------------------------------------------------------------------------------------------------
-# Helpers of notebooks 01-04: anchors, per-level maps, and the geometry of RoIPool / RoIAlign.
-#
-# "Physical" frame of a feature map of stride s: feature cell i covers image pixels [i*s, (i+1)*s), so
-# its centre is at image coordinate (i + 0.5) * s. This is the frame draw_feature_grid draws, and the
-# one in which RoIAlign with aligned=True samples exactly where the RoI is (Detectron2's argument).
-# ---------------------------------------------------------------------------------------------------
+# ---------------------------------- notebooks 01-04: anchors, per-level maps, RoIPool's bins (what probes.py computes)
 
 ANCHOR_COLORS = {"positive": "limegreen", "ignored": "orange", "negative": "0.6"}
 
@@ -304,52 +289,6 @@ def save_thumbnail(fig, path, width: int = 240) -> None:
     fig.savefig(path, dpi=width / fig.get_figwidth())
 
 
-def roialign_sample_points(box, output_size: int, spatial_scale: float, sampling_ratio: int = 2,
-                           aligned: bool = True) -> torch.Tensor:
-    """Where ops.roi_align reads its bilinear samples for one RoI, in image pixels of the physical frame.
-
-    box: (4,) (x1, y1, x2, y2) image pixels; spatial_scale: 1 / stride. Follows roi_align's own
-    conventions (RoIs at least 1x1 cell when not aligned, adaptive grid for sampling_ratio <= 0), then
-    maps feature coordinate c to image coordinate (c + 0.5) / spatial_scale: with aligned=True the points
-    sit inside the RoI where they should, with aligned=False half a cell further right and down.
-    Returns (P * Gy * Q * Gx, 2) float32 (x, y), P = Q = output_size.
-    """
-    from .ops.roi_align import sample_points  # the op's own sampling rule, not a copy of it
-
-    b = torch.as_tensor(box, dtype=torch.float32).reshape(4) * spatial_scale - (0.5 if aligned else 0.0)
-    width, height = b[2] - b[0], b[3] - b[1]
-    if not aligned:
-        width, height = width.clamp(min=1.0), height.clamp(min=1.0)
-    if sampling_ratio > 0:
-        gy = gx = sampling_ratio
-    else:
-        gy, gx = int(torch.ceil(height / output_size)), int(torch.ceil(width / output_size))
-    ys, _ = sample_points(b[1:2], height[None], output_size, torch.tensor([gy]), gy)  # (1, P, Gy)
-    xs, _ = sample_points(b[0:1], width[None], output_size, torch.tensor([gx]), gx)  # (1, Q, Gx)
-    yy, xx = torch.meshgrid(ys.reshape(-1), xs.reshape(-1), indexing="ij")  # (P*Gy, Q*Gx)
-    return (torch.stack([xx, yy], dim=-1).reshape(-1, 2) + 0.5) / spatial_scale
-
-
-def roipool_bins(box, output_size: int, spatial_scale: float, map_size: tuple[int, int]) -> torch.Tensor:
-    """RoIPool's two quantizations of one RoI, as image-pixel rectangles in the physical frame.
-
-    box: (4,) (x1, y1, x2, y2) image pixels; map_size: (H, W) of the feature map. The corners are rounded
-    to cells, the rounded RoI is cut into output_size^2 bins whose edges are rounded outward (the
-    op's own `bin_edges`), and a bin covering cells lo..hi-1 is drawn as pixels [lo * s, hi * s).
-    Returns (P, Q, 4) float32 (x1, y1, x2, y2); P = Q = output_size.
-    """
-    from .ops.roi_pool import bin_edges
-    from .ops.rois import round_half_away
-
-    q = round_half_away(torch.as_tensor(box, dtype=torch.float32).reshape(1, 4) * spatial_scale)  # (1, 4) cells
-    y_lo, y_hi = bin_edges(q[:, 1], q[:, 3], output_size, map_size[0])  # (1, P)
-    x_lo, x_hi = bin_edges(q[:, 0], q[:, 2], output_size, map_size[1])  # (1, Q)
-    P = Q = output_size
-    bins = torch.stack([x_lo[0][None, :].expand(P, Q), y_lo[0][:, None].expand(P, Q),
-                        x_hi[0][None, :].expand(P, Q), y_hi[0][:, None].expand(P, Q)], dim=-1)  # (P, Q, 4)
-    return bins.float() / spatial_scale
-
-
 def draw_rects(ax, rects, edgecolor="tab:red", linewidth: float = 1.0, linestyle="-", facecolor="none",
                alpha: float = 1.0):
     """Draw (..., 4) rectangles (x1, y1, x2, y2) given as pixel edges (e.g. roipool_bins' output)."""
@@ -357,35 +296,3 @@ def draw_rects(ax, rects, edgecolor="tab:red", linewidth: float = 1.0, linestyle
         ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, edgecolor=edgecolor, facecolor=facecolor,
                                linewidth=linewidth, linestyle=linestyle, alpha=alpha))
     return ax
-
-
-def coordinate_features(height: int, width: int, stride: float) -> torch.Tensor:
-    """A (1, 4, height, width) feature map whose values are positions: channels x, -x, y, -y of each
-    cell's centre in image pixels, ((j + 0.5) * stride, (i + 0.5) * stride) for cell (i, j).
-
-    Pooled with an RoI op, it tells which image positions a bin read: for an average (RoIAlign, RoIWarp)
-    channel 0 is the mean x read; for a max (RoIPool) channels 0 and 1 give the largest and smallest x.
-    """
-    x = (torch.arange(width, dtype=torch.float32) + 0.5) * stride
-    y = (torch.arange(height, dtype=torch.float32) + 0.5) * stride
-    yy, xx = torch.meshgrid(y, x, indexing="ij")  # (H, W)
-    return torch.stack([xx, -xx, yy, -yy])[None]  # (1, 4, H, W)
-
-
-def bin_centre_offsets(pooled: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """How far each bin's features come from where the bin is, in image pixels.
-
-    pooled: (K, 4, P, Q), an RoI op applied to `coordinate_features`; boxes: (K, 4) the RoIs in image
-    pixels. The position read by a bin is ((ch0 - ch1) / 2, (ch2 - ch3) / 2): the mean position for an
-    average, the midpoint of the pixels' centres for a max. Returns (K, P, Q, 2) (dx, dy) = read position
-    minus the bin's true centre.
-    """
-    K, _, P, Q = pooled.shape
-    read = torch.stack([(pooled[:, 0] - pooled[:, 1]) / 2, (pooled[:, 2] - pooled[:, 3]) / 2], dim=-1)  # (K, P, Q, 2)
-    boxes = torch.as_tensor(boxes, dtype=pooled.dtype).reshape(K, 4)
-    fy = (torch.arange(P, dtype=pooled.dtype) + 0.5) / P  # (P,) bin centres as fractions of the RoI
-    fx = (torch.arange(Q, dtype=pooled.dtype) + 0.5) / Q
-    cx = boxes[:, 0, None] + fx[None] * (boxes[:, 2] - boxes[:, 0])[:, None]  # (K, Q)
-    cy = boxes[:, 1, None] + fy[None] * (boxes[:, 3] - boxes[:, 1])[:, None]  # (K, P)
-    true = torch.stack([cx[:, None, :].expand(K, P, Q), cy[:, :, None].expand(K, P, Q)], dim=-1)  # (K, P, Q, 2)
-    return read - true

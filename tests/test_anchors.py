@@ -8,7 +8,8 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 from torchvision.ops.poolers import LevelMapper
 
-from minimaskrcnn.anchors import assign_fpn_levels, base_anchors, grid_anchors, num_anchors
+from minimaskrcnn.anchors import base_anchors, grid_anchors, num_anchors
+from minimaskrcnn.poolers import assign_fpn_levels
 
 FPN_SIZES = ((32,), (64,), (128,), (256,), (512,))
 RATIOS = (0.5, 1.0, 2.0)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from minimaskrcnn import checkpoint as ckpt
+from minimaskrcnn.training import checkpoint as ckpt
 from minimaskrcnn import config as config_lib
 from minimaskrcnn.resnet import build_backbone
 

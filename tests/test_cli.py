@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from minimaskrcnn import cli, engine
-from minimaskrcnn.checkpoint import read_checkpoint, save_checkpoint
+from minimaskrcnn import cli, predict, training
+from minimaskrcnn.training.checkpoint import read_checkpoint, save_checkpoint
 from minimaskrcnn.data import CocoDataset, ShapesDataset
 
 
@@ -40,11 +40,11 @@ def test_train_flags_map_to_the_config(monkeypatch, tmp_path):
     assert (cfg.data, cfg.config) == (str(tmp_path / "coco"), "r50_fpn")  # COCO and the paper's model by default
     assert parse_train("--amp", "bf16").amp == "bf16"
     shapes = parse_train("--data", "shapes")
-    assert (shapes.data, shapes.config, shapes.iters) == ("shapes", "cpu_small", engine.TrainConfig().iters)
+    assert (shapes.data, shapes.config, shapes.iters) == ("shapes", "cpu_small", training.TrainConfig().iters)
 
 
 def test_resume_reuses_the_stored_settings_unless_given_again(tmp_path):
-    stored = engine.TrainConfig(data="shapes", iters=77, lr=0.3, batch_size=3, out=str(tmp_path))
+    stored = training.TrainConfig(data="shapes", iters=77, lr=0.3, batch_size=3, out=str(tmp_path))
     path = save_checkpoint(tmp_path / "last.pt", {"model": {}, "train_config": stored.__dict__})
     cfg = parse_train("--resume", str(path), "--lr", "0.1")
     assert (cfg.iters, cfg.batch_size, cfg.lr, cfg.resume) == (77, 3, 0.1, str(path))
@@ -144,7 +144,8 @@ def test_predict_draws_masks_boxes_labels_and_scores(tmp_path, monkeypatch, caps
     yy, xx = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
     mask = (((xx - 60) ** 2 + (yy - 45) ** 2) <= 15 ** 2).float()  # a disc of radius 15 at (60, 45)
     model = FixedDetector([40.0, 25.0, 80.0, 65.0], 0.93, mask)
-    monkeypatch.setattr(cli, "_load_model", lambda args: (model, {"class_names": ["background", "square", "circle"]}))
+    monkeypatch.setattr(predict, "model_from_checkpoint",
+                        lambda checkpoint, device, **kw: (model, {"class_names": ["background", "square", "circle"]}))
     image = tmp_path / "grey.png"
     Image.fromarray(np.full((h, w, 3), 128, np.uint8)).save(image)
     assert cli.main(["predict", "--checkpoint", "unused.pt", str(image), "--out", str(tmp_path / "pred")]) == 0

@@ -1,5 +1,6 @@
-"""CocoDataset against pycocotools and Pillow used directly, on real COCO images (the shipped sample) and on small COCO folders
-built here; every bad input gets a clear error naming the file or field, and leaves the files as they were."""
+"""CocoDataset against pycocotools and Pillow used directly, on real COCO images (the shipped sample) and on small
+COCO folders built here; every bad input gets a clear error naming the file or field, and leaves the files as
+they were."""
 import json
 import warnings
 
@@ -263,7 +264,8 @@ def test_invalid_shapes_are_dropped_and_counted_in_one_warning(tmp_path):
     (lambda d: d["images"][0].update(id="1"), r"images\[0\] has id '1'; ids must be integers"),
     (lambda d: d["annotations"][0].update(segmentation=[[0, 0, "4", 4, 9, 9]]),
      r"annotation 11 has a polygon that is not a flat list of x, y numbers"),
-    (lambda d: d["annotations"][0].update(bbox=[1, 2, 3]), r"annotation 11 has bbox \[1, 2, 3\], expected \[x, y, w, h\]"),
+    (lambda d: d["annotations"][0].update(bbox=[1, 2, 3]),
+     r"annotation 11 has bbox \[1, 2, 3\], expected \[x, y, w, h\]"),
     (lambda d: d["annotations"][0].update(image_id=9), r"annotation 11 refers to unknown image_id 9"),
 ])
 def test_structural_errors_name_the_file_and_the_item(tmp_path, change, message):

@@ -1,6 +1,6 @@
 """DistributedDataParallel through torchrun, on the CPU: 2 processes, gloo backend, 127.0.0.1.
 
-The run goes through `engine.train` exactly as `torchrun -m minimaskrcnn train` would (env:// from
+The run goes through `training.train` exactly as `torchrun -m minimaskrcnn train` would (env:// from
 torchrun's variables, a DistributedSampler share per process, rank-0-only logs and checkpoints).
 Each process saves its final weights; after every step DDP's all-reduce gives both processes the
 same averaged gradients, so the two replicas must end bit-identical.
@@ -21,13 +21,13 @@ TESTS = Path(__file__).resolve().parent
 SCRIPT = """
 import os, sys, torch
 sys.path.insert(0, {tests!r})
-from test_engine import ToyModel, shapes
-from minimaskrcnn import engine
+from test_training import ToyModel, shapes
+from minimaskrcnn import training
 
 torch.manual_seed(int(os.environ["RANK"]))  # different initial weights: DDP must broadcast rank 0's
-cfg = engine.TrainConfig(out={out!r}, iters=6, batch_size=2, lr=0.05, warmup_iters=0, log_every=2,
+cfg = training.TrainConfig(out={out!r}, iters=6, batch_size=2, lr=0.05, warmup_iters=0, log_every=2,
                          ckpt_every=3, progress=False, seed=1)
-result = engine.train(cfg, model=ToyModel(), train_set=shapes())
+result = training.train(cfg, model=ToyModel(), train_set=shapes())
 torch.save(result.model.state_dict(), os.path.join({out!r}, "rank" + os.environ["RANK"] + ".pt"))
 """
 

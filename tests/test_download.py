@@ -268,7 +268,7 @@ def test_a_sha256_prefix_is_checked_as_a_prefix(tmp_path, server, archives):
 
 
 def test_a_corrupt_part_is_discarded_and_the_next_call_starts_afresh(tmp_path, server, archives):
-    body, sums = archives["/zips/val2017.zip"], md5s(archives)
+    sums = md5s(archives)
     part = tmp_path / "downloads" / "val2017.zip.part"
     part.parent.mkdir()
     part.write_bytes(bytes(12345))  # as long as a real prefix, but zeros

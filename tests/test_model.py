@@ -2,7 +2,6 @@
 objects, the presets (cpu_small, R50-FPN, R50-C4) and the paper's ablation switches each run a training
 step, bad input, CUDA with autocast, and a real learning test (overfitting two drawn images)."""
 import dataclasses
-import math
 import time
 
 import pytest
@@ -186,7 +185,8 @@ def test_bad_input_raises_value_error():
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda im: im.index_put((torch.tensor([0]),), torch.tensor(float("nan"))), r"images\[1\] contains NaN or infinite"),
+    (lambda im: im.index_put((torch.tensor([0]),), torch.tensor(float("nan"))),
+     r"images\[1\] contains NaN or infinite"),
     (lambda im: im * float("inf"), r"images\[1\] contains NaN or infinite"),
     (lambda im: im * 255, r"images\[1\] has values in \[0, 255\], not \[0, 1\]: an image in 0-255 must be divided"),
     (lambda im: (im - 0.45) / 0.225, r"images\[1\] has values in .* \(do not apply it yourself\)"),

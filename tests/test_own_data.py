@@ -8,8 +8,9 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from minimaskrcnn import cli, engine
-from minimaskrcnn.checkpoint import read_checkpoint
+from minimaskrcnn import cli, training
+from minimaskrcnn.training.checkpoint import read_checkpoint
+from minimaskrcnn.training.sampler import ResumableSampler
 from minimaskrcnn.data import CocoDataset
 
 SIZE = 96
@@ -116,11 +117,11 @@ def test_a_checkpoint_trained_through_the_python_api_records_its_data(export, tm
         warnings.simplefilter("ignore", UserWarning)
         train_set = CocoDataset(ann_file=ann_file, image_dir=images, skip_empty=True)
         val_set = CocoDataset(ann_file=ann_file, image_dir=images)
-    cfg = engine.TrainConfig(config="cpu_small", min_size=SIZE, max_size=SIZE, iters=2, batch_size=2,
+    cfg = training.TrainConfig(config="cpu_small", min_size=SIZE, max_size=SIZE, iters=2, batch_size=2,
                              warmup_iters=1, progress=False, out=str(tmp_path / "api"))
     assert cfg.data == "shapes"  # TrainConfig's default, which the datasets given here replace
     torch.manual_seed(0)
-    engine.train(cfg, train_set=train_set, val_set=val_set)
+    training.train(cfg, train_set=train_set, val_set=val_set)
     state = read_checkpoint(tmp_path / "api" / "last.pt")
     assert state["train_config"]["data"] == "annotations"
     assert state["train_config"]["annotations"] == str(ann_file.resolve())
@@ -146,7 +147,7 @@ def test_a_corrupt_image_met_mid_training_saves_a_checkpoint_then_stops(export, 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         train_set = CocoDataset(ann_file=ann_file, image_dir=images, skip_empty=True)
-    order = [i for _, i in engine.ResumableSampler(train_set, seed=0)]  # the seeded shuffle of epoch 0
+    order = [i for _, i in ResumableSampler(train_set, seed=0)]  # the seeded shuffle of epoch 0
     victim = train_set.image_path(order[4])  # the first image of step 3 (batches of 2)
     good = victim.read_bytes()
     victim.write_bytes(good[:200])  # truncated, as by an interrupted copy

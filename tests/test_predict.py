@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from minimaskrcnn import cli
-from minimaskrcnn.checkpoint import save_checkpoint
+from minimaskrcnn import cli, predict
+from minimaskrcnn.training.checkpoint import save_checkpoint
 
 
 class OneBox(torch.nn.Module):
@@ -39,11 +39,11 @@ def model(monkeypatch):
     m = OneBox()
     m.loads = 0
 
-    def load(args):
+    def load(checkpoint, device="auto", **transform):
         m.loads += 1
         return m, {"class_names": ["background", "thing"]}
 
-    monkeypatch.setattr(cli, "_load_model", load)
+    monkeypatch.setattr(predict, "model_from_checkpoint", load)
     return m
 
 
@@ -98,8 +98,7 @@ def test_an_output_folder_that_cannot_be_written_is_an_error_before_loading(tmp_
     assert cli.main(["predict", "--checkpoint", "x.pt", str(tmp_path / "a.png"), "--out",
                      str(tmp_path / "file" / "pred")]) == 2
     err = capsys.readouterr().err
-    assert err == f"error: cannot write to the output folder {tmp_path / 'file' / 'pred'}: {tmp_path / 'file'} " \
-                  f"is not a writable folder\n"
+    assert err == f"error: cannot write to the folder {tmp_path / 'file' / 'pred'}: Not a directory\n"
     assert model.loads == 0 and model.seen == []
 
 

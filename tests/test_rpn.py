@@ -11,8 +11,9 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.rpn import RegionProposalNetwork, concat_box_prediction_layers
 
 from minimaskrcnn.config import AnchorConfig, RPNConfig
-from minimaskrcnn.rpn import (BACKGROUND, IGNORED, RPN, RPNHead, flatten_predictions, label_anchors,
-                              make_anchors, match_boxes, rpn_losses, sample_labels, select_proposals)
+from minimaskrcnn.matching import BACKGROUND, IGNORED, match_boxes, sample_labels
+from minimaskrcnn.rpn import (RPN, RPNHead, flatten_predictions, label_anchors, make_anchors, rpn_losses,
+                              select_proposals)
 from minimaskrcnn.transform import ImageBatch
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from minimaskrcnn import ablate, engine
+from minimaskrcnn import ablation
 from minimaskrcnn.data import ShapesDataset, collate
 from minimaskrcnn.model import MaskRCNN
 
@@ -16,11 +16,11 @@ STORED = Path(__file__).resolve().parents[1] / "benchmarks" / "ablations"
 
 
 def test_every_variant_sets_its_fields_and_trains_a_step():
-    cfg = ablate.study_train_config()
+    cfg = ablation.study_train_config()
     images, targets = collate([ShapesDataset(2, image_size=64, seed=3)[i] for i in range(2)])
-    for study in ablate.STUDIES.values():
+    for study in ablation.STUDIES.values():
         for variant in study.variants:
-            mc = ablate.variant_config(study, variant, 4, cfg)
+            mc = ablation.variant_config(study, variant, 4, cfg)
             for key, value in {**study.common, **variant.overrides}.items():
                 assert getattr(mc.roi_heads, key) == value
             torch.manual_seed(0)
@@ -32,21 +32,21 @@ def test_every_variant_sets_its_fields_and_trains_a_step():
 
 
 def test_pool_levels_fix_the_stride():
-    cfg = ablate.study_train_config()
-    for stride, name, pool, align in ablate.STRIDE_SERIES:
-        study = ablate.STUDIES[name]
+    cfg = ablation.study_train_config()
+    for stride, name, pool, align in ablation.STRIDE_SERIES:
+        study = ablation.STUDIES[name]
         for variant in (v for v in study.variants if v.name in (pool, align)):
-            model = MaskRCNN(ablate.variant_config(study, variant, 4, cfg))
+            model = MaskRCNN(ablation.variant_config(study, variant, 4, cfg))
             assert list(model.roi_heads.strides.values()) == [stride], (name, variant.name)
             assert model.config.roi_heads.pooler == ("pool" if variant.name == pool else "align")
 
 
 def test_unknown_study_and_field_are_named():
     with pytest.raises(ValueError, match="nonexistent"):
-        ablate.get_study("nonexistent")
-    study = dataclasses.replace(ablate.STUDIES["aligned"], common={"no_such_field": 1})
+        ablation.get_study("nonexistent")
+    study = dataclasses.replace(ablation.STUDIES["aligned"], common={"no_such_field": 1})
     with pytest.raises(ValueError, match="no_such_field"):
-        ablate.variant_config(study, study.variants[0], 4, ablate.study_train_config())
+        ablation.variant_config(study, study.variants[0], 4, ablation.study_train_config())
 
 
 def fake_runs(study, values):
@@ -60,9 +60,9 @@ def fake_runs(study, values):
 
 
 def test_summary_matches_numpy():
-    study = ablate.STUDIES["large_stride"]
+    study = ablation.STUDIES["large_stride"]
     values = {"roipool": [0.41, 0.45, 0.40], "roialign": [0.62, 0.60, 0.66]}
-    rows = {r["variant"]: r for r in ablate.summarize(study, fake_runs(study, values))}
+    rows = {r["variant"]: r for r in ablation.summarize(study, fake_runs(study, values))}
     for name, aps in values.items():
         assert rows[name]["mask_AP"]["mean"] == pytest.approx(np.mean(aps))
         assert rows[name]["mask_AP"]["std"] == pytest.approx(np.std(aps, ddof=1))
@@ -76,50 +76,50 @@ def test_summary_matches_numpy():
     ({"roialign": [0.30, 0.31, 0.32], "roipool": [0.40, 0.41, 0.42]}, "reversed"),
 ])
 def test_finding_weighs_the_difference_against_the_spread(values, verdict):
-    study = ablate.STUDIES["large_stride"]
-    text = ablate.finding(study, ablate.summarize(study, fake_runs(study, values)))
+    study = ablation.STUDIES["large_stride"]
+    text = ablation.finding(study, ablation.summarize(study, fake_runs(study, values)))
     assert verdict in text
 
 
 def test_close_claim():
-    study = ablate.STUDIES["agnostic"]
-    close = ablate.finding(study, ablate.summarize(study, fake_runs(study, {"specific": [0.5], "agnostic": [0.49]})))
-    far = ablate.finding(study, ablate.summarize(study, fake_runs(study, {"specific": [0.5], "agnostic": [0.4]})))
+    study = ablation.STUDIES["agnostic"]
+    close = ablation.finding(study, ablation.summarize(study, fake_runs(study, {"specific": [0.5], "agnostic": [0.49]})))
+    far = ablation.finding(study, ablation.summarize(study, fake_runs(study, {"specific": [0.5], "agnostic": [0.4]})))
     assert close.endswith("reproduced.") and "not reproduced" in far
 
 
 def test_a_tiny_study_runs_and_writes_its_table(tmp_path):
     small = {"num_images": 4, "num_val_images": 2, "image_size": 64, "min_size": 64, "max_size": 64, "batch_size": 2, "warmup_iters": 1,
              "log_every": 1}
-    results = ablate.run_study("agnostic", seeds=(0,), iters=1, out=str(tmp_path / "runs"),
+    results = ablation.run_study("agnostic", seeds=(0,), iters=1, out=str(tmp_path / "runs"),
                                command="test", overrides=small)
     assert [r["variant"] for r in results["runs"]] == ["specific", "agnostic"]
     for r in results["runs"]:
         assert 0.0 <= r["mask"]["AP"] <= 1.0 and 0.0 <= r["box"]["AP"] <= 1.0
-    paths = ablate.write_results(results, tmp_path / "results")
+    paths = ablation.write_results(results, tmp_path / "results")
     assert all(p.exists() and p.stat().st_size > 0 for p in paths)
     md = paths[1].read_text()
     assert "class-agnostic" in md and "29.7" in md and "Command: `test`" in md
-    assert ablate.load_results(tmp_path / "results")["agnostic"]["runs"] == results["runs"]
+    assert ablation.load_results(tmp_path / "results")["agnostic"]["runs"] == results["runs"]
 
 
 @pytest.mark.parametrize("path", sorted(STORED.glob("*.json")), ids=lambda p: p.stem)
 def test_stored_results_agree_with_their_runs(path):
     data = json.loads(path.read_text())
-    study = ablate.get_study(data["study"])
+    study = ablation.get_study(data["study"])
     assert data["command"].startswith("python -m minimaskrcnn ablate")
     assert len(data["seeds"]) >= 3
     assert {(r["variant"], r["seed"]) for r in data["runs"]} == {
         (v.name, s) for v in study.variants for s in data["seeds"]}
-    assert data["summary"] == ablate.summarize(study, data["runs"])
-    assert data["finding"] == ablate.finding(study, data["summary"])
-    assert path.with_suffix(".md").read_text() == ablate.markdown_table(data)
+    assert data["summary"] == ablation.summarize(study, data["runs"])
+    assert data["finding"] == ablation.finding(study, data["summary"])
+    assert path.with_suffix(".md").read_text() == ablation.markdown_table(data)
 
 
 def test_effect_by_hand_and_the_papers_differences():
-    study = ablate.STUDIES["large_stride"]
+    study = ablation.STUDIES["large_stride"]
     values = {"roialign": [0.62, 0.60, 0.66], "roipool": [0.41, 0.45, 0.40]}
-    diff, two_se = ablate.effect(study, ablate.summarize(study, fake_runs(study, values)))
+    diff, two_se = ablation.effect(study, ablation.summarize(study, fake_runs(study, values)))
     # AP75 = AP - 0.05 in fake_runs, so the AP75 difference is the AP difference
     assert diff == pytest.approx(100 * (np.mean(values["roialign"]) - np.mean(values["roipool"])))
     se = np.sqrt(sum(np.var(v, ddof=1) / 3 for v in values.values()))
@@ -127,7 +127,7 @@ def test_effect_by_hand_and_the_papers_differences():
     # Table 2: 2c mask AP75 31.5 - 26.4, 2d 32.1 - 21.6, 2b mask AP 30.3 - 24.8, Sec. 4.2 30.3 - 29.7, 2e 33.6 - 31.5
     expected = {"roi_layer": 5.1, "large_stride": 10.5, "mask_loss": 5.5, "agnostic": 0.6, "mask_head": 2.1,
                 "aligned": None, "strides": None}
-    assert {name: ablate.paper_effect(s) for name, s in ablate.STUDIES.items()} == pytest.approx(expected)
+    assert {name: ablation.paper_effect(s) for name, s in ablation.STUDIES.items()} == pytest.approx(expected)
 
 
 def test_plots_against_the_paper_draw_ours_and_the_papers_values():
@@ -139,21 +139,21 @@ def test_plots_against_the_paper_draw_ours_and_the_papers_values():
     results = {}
     for name, values in (("large_stride", {"roipool": [0.41, 0.45, 0.40], "roialign": [0.62, 0.60, 0.66]}),
                          ("aligned", {"unaligned": [0.5, 0.52, 0.51], "aligned": [0.53, 0.5, 0.52]})):
-        study = ablate.STUDIES[name]
+        study = ablation.STUDIES[name]
         runs = fake_runs(study, values)
-        results[name] = {"study": name, "title": study.title, "runs": runs, "summary": ablate.summarize(study, runs)}
-    fig = ablate.plot_against_paper(results, "mask_AP75", cols=2)
+        results[name] = {"study": name, "title": study.title, "runs": runs, "summary": ablation.summarize(study, runs)}
+    fig = ablation.plot_against_paper(results, "mask_AP75", cols=2)
     heights = [sorted(round(p.get_height(), 6) for p in ax.patches) for ax in fig.axes[:2]]
     # large_stride: our means 37.0 and 57.67, the paper's 21.6 and 32.1; aligned: ours only (not in the paper)
     ours = [100 * np.mean(aps) - 5 for aps in ([0.41, 0.45, 0.40], [0.62, 0.60, 0.66])]  # AP75 = AP - 0.05
     assert heights[0] == pytest.approx(sorted(ours + [21.6, 32.1]))
     assert len(heights[1]) == 2
     plt.close(fig)
-    fig = ablate.plot_effects(results)
+    fig = ablation.plot_effects(results)
     bars = sorted(round(p.get_height(), 6) for p in fig.axes[0].patches)
-    study = ablate.STUDIES["aligned"]
-    ours_aligned = ablate.effect(study, results["aligned"]["summary"])[0]
-    ours_stride = ablate.effect(ablate.STUDIES["large_stride"], results["large_stride"]["summary"])[0]
+    study = ablation.STUDIES["aligned"]
+    ours_aligned = ablation.effect(study, results["aligned"]["summary"])[0]
+    ours_stride = ablation.effect(ablation.STUDIES["large_stride"], results["large_stride"]["summary"])[0]
     assert bars == pytest.approx(sorted([ours_stride, 10.5, ours_aligned]))
     plt.close(fig)
 
@@ -162,10 +162,10 @@ def test_overview_table_lists_every_study_with_its_verdict():
     results = {}
     for name, values in (("large_stride", {"roipool": [0.41, 0.45, 0.40], "roialign": [0.62, 0.60, 0.66]}),
                          ("agnostic", {"specific": [0.5, 0.52, 0.51], "agnostic": [0.40, 0.41, 0.42]})):
-        study = ablate.STUDIES[name]
+        study = ablation.STUDIES[name]
         runs = fake_runs(study, values)
-        results[name] = {"study": name, "summary": ablate.summarize(study, runs), "wall_seconds": 600.0}
-    lines = ablate.overview_table(results).splitlines()
+        results[name] = {"study": name, "summary": ablation.summarize(study, runs), "wall_seconds": 600.0}
+    lines = ablation.overview_table(results).splitlines()
     assert len(lines) == 4
     # large_stride: +20.7 AP75 (the AP difference), the paper's +10.5, reproduced; agnostic: +10 AP, not close
     assert lines[2].startswith("| large_stride | RoIAlign - RoIPool, mask AP75 | +10.5 | +20.7 ± ")
@@ -175,18 +175,18 @@ def test_overview_table_lists_every_study_with_its_verdict():
 
 
 def test_every_study_is_stored_and_the_readme_shows_their_overview():
-    stored = ablate.load_results(STORED)
-    assert list(stored) == list(ablate.STUDIES)
+    stored = ablation.load_results(STORED)
+    assert list(stored) == list(ablation.STUDIES)
     readme = (STORED.parents[1] / "README.md").read_text()
-    assert ablate.overview_table(stored) in readme
+    assert ablation.overview_table(stored) in readme
     for name in stored:
         assert f"benchmarks/ablations/{name}.md" in readme
 
 
 def test_short_labels_drop_the_parenthesis_unless_two_would_collide():
-    assert ablate.short_labels(ablate.STUDIES["roi_layer"]) == {
+    assert ablation.short_labels(ablation.STUDIES["roi_layer"]) == {
         "roipool": "RoIPool", "roiwarp": "RoIWarp", "roialign_max": "RoIAlign (max)", "roialign_avg": "RoIAlign (avg)"}
-    assert ablate.short_labels(ablate.STUDIES["mask_loss"]) == {"softmax": "softmax", "sigmoid": "sigmoid"}
+    assert ablation.short_labels(ablation.STUDIES["mask_loss"]) == {"softmax": "softmax", "sigmoid": "sigmoid"}
 
 
 def test_gain_by_stride_collects_roipool_and_roialign_from_three_studies():
@@ -196,9 +196,9 @@ def test_gain_by_stride_collects_roipool_and_roialign_from_three_studies():
                             "roialign_avg": [0.70, 0.70, 0.73]}}
     results = {}
     for name, v in values.items():
-        study = ablate.STUDIES[name]
-        results[name] = {"summary": ablate.summarize(study, fake_runs(study, v))}
-    rows = ablate.gain_by_stride(results, "mask_AP")  # large_stride is missing: stride 32 is left out
+        study = ablation.STUDIES[name]
+        results[name] = {"summary": ablation.summarize(study, fake_runs(study, v))}
+    rows = ablation.gain_by_stride(results, "mask_AP")  # large_stride is missing: stride 32 is left out
     assert [r["stride"] for r in rows] == [4, 8, 16]
     pairs = [("roipool_s4", "roialign_s4", "strides"), ("roipool_s8", "roialign_s8", "strides"),
              ("roipool", "roialign_avg", "roi_layer")]
@@ -213,7 +213,7 @@ def test_gain_by_stride_collects_roipool_and_roialign_from_three_studies():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = ablate.plot_gain_against_stride(results, "mask_AP")
+    fig = ablation.plot_gain_against_stride(results, "mask_AP")
     gains = np.asarray(fig.axes[1].lines[0].get_ydata(), dtype=float)
     np.testing.assert_allclose(gains, [r["gain"] for r in rows])
     plt.close(fig)
@@ -222,13 +222,13 @@ def test_gain_by_stride_collects_roipool_and_roialign_from_three_studies():
 def test_a_study_can_train_some_of_its_variants(tmp_path):
     small = {"num_images": 4, "num_val_images": 2, "image_size": 64, "min_size": 64, "max_size": 64, "batch_size": 2,
              "log_every": 1}
-    results = ablate.run_study("roi_layer", seeds=(0,), iters=1, out=str(tmp_path), overrides=small,
+    results = ablation.run_study("roi_layer", seeds=(0,), iters=1, out=str(tmp_path), overrides=small,
                                variants=["roialign_avg", "roipool"])
     assert [r["variant"] for r in results["runs"]] == ["roipool", "roialign_avg"]  # the study's order
     assert [r["variant"] for r in results["summary"]] == ["roipool", "roialign_avg"]
     assert results["finding"].startswith("RoIAlign (avg) minus RoIPool")
     assert results["finding"].endswith("mask AP75 (one seed: no spread to judge it against).")
     with pytest.raises(ValueError, match="roialign_mean"):
-        ablate.select_variants(ablate.STUDIES["roi_layer"], ["roialign_mean"])
-    study = ablate.select_variants(ablate.STUDIES["roi_layer"], ["roiwarp"])
-    assert ablate.verdict(study, ablate.summarize(study, fake_runs(study, {"roiwarp": [0.5]}))) == "not measured"
+        ablation.select_variants(ablation.STUDIES["roi_layer"], ["roialign_mean"])
+    study = ablation.select_variants(ablation.STUDIES["roi_layer"], ["roiwarp"])
+    assert ablation.verdict(study, ablation.summarize(study, fake_runs(study, {"roiwarp": [0.5]}))) == "not measured"

@@ -1,4 +1,4 @@
-"""The training engine: schedule, data order, exact resume, Ctrl-C, NaN, OOM, evaluation.
+"""The training side (minimaskrcnn/training/): schedule, data order, exact resume, Ctrl-C, NaN, OOM, evaluation.
 
 Most tests train `ToyModel`, a few-parameter stand-in with MaskRCNN's interface (it draws random
 numbers in forward, as RoI sampling does, so resuming must restore the generators), on small
@@ -13,10 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DistributedSampler
 
-from minimaskrcnn import engine
-from minimaskrcnn.checkpoint import read_checkpoint
+from minimaskrcnn import training
+from minimaskrcnn.evaluation import evaluate
+from minimaskrcnn.training.checkpoint import read_checkpoint
+from minimaskrcnn.training.sampler import ResumableSampler, SeededSamples
 from minimaskrcnn.data import RandomHorizontalFlip, ShapesDataset
-from minimaskrcnn.engine import TrainConfig, lr_at, resolve
+from minimaskrcnn.training import TrainConfig, lr_at, resolve
 from minimaskrcnn.model import LOSS_NAMES
 
 
@@ -53,7 +55,7 @@ def toy_cfg(tmp_path, name="run", **kw):
 
 def toy_train(cfg, **kw):
     torch.manual_seed(0)
-    return engine.train(cfg, model=ToyModel(), train_set=shapes(), **kw)
+    return training.train(cfg, model=ToyModel(), train_set=shapes(), **kw)
 
 
 def records(out):
@@ -85,12 +87,12 @@ def test_bad_train_config_names_the_field(field, value):
 
 def test_dataset_smaller_than_a_batch_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="fewer than one global batch"):
-        engine.train(toy_cfg(tmp_path, batch_size=4), model=ToyModel(), train_set=ShapesDataset(3, 32))
+        training.train(toy_cfg(tmp_path, batch_size=4), model=ToyModel(), train_set=ShapesDataset(3, 32))
 
 
 def test_sampler_follows_distributed_sampler_and_resumes_mid_epoch():
     ds = list(range(10))
-    s = engine.ResumableSampler(ds, seed=7)
+    s = ResumableSampler(ds, seed=7)
     ref = DistributedSampler(ds, num_replicas=1, rank=0, shuffle=True, seed=7)
     for epoch in (0, 1):
         ref.set_epoch(epoch)
@@ -98,12 +100,12 @@ def test_sampler_follows_distributed_sampler_and_resumes_mid_epoch():
         assert [i for _, i in s] == list(ref)
     s.set_position(1, 4)
     assert list(s) == [(1, i) for i in list(ref)[4:]]
-    halves = [list(engine.ResumableSampler(ds, seed=7, rank=r, world_size=2)) for r in (0, 1)]
+    halves = [list(ResumableSampler(ds, seed=7, rank=r, world_size=2)) for r in (0, 1)]
     assert sorted(i for h in halves for _, i in h) == list(range(10))  # two ranks split the epoch
 
 
 def test_augmentation_depends_on_seed_epoch_index_only():
-    ds = engine.SeededSamples(shapes(), seed=5)
+    ds = SeededSamples(shapes(), seed=5)
     first = [ds[(0, i)][1]["boxes"] for i in range(8)]
     torch.manual_seed(123)  # the global generator plays no part, and is left alone
     state = torch.get_rng_state()
@@ -166,7 +168,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, capsys):
     model = ToyModel()
     model.forward = Interrupt(model, 6, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
-        engine.train(toy_cfg(tmp_path, "interrupted"), model=model, train_set=shapes())
+        training.train(toy_cfg(tmp_path, "interrupted"), model=model, train_set=shapes())
     out = tmp_path / "interrupted"
     assert "interrupted at step 5" in capsys.readouterr().out
     assert read_checkpoint(out / "last.pt")["progress"]["step"] == 5
@@ -190,7 +192,7 @@ def test_nan_loss_stops_naming_step_and_component_and_keeps_checkpoint(tmp_path)
     model.forward = poisoned
     cfg = toy_cfg(tmp_path, ckpt_every=4)
     with pytest.raises(FloatingPointError, match=r"'loss_x' is nan at step 6") as err:
-        engine.train(cfg, model=model, train_set=shapes())
+        training.train(cfg, model=model, train_set=shapes())
     assert "last.pt is left as it was" in str(err.value)
     state = read_checkpoint(tmp_path / "run" / "last.pt")
     assert state["progress"]["step"] == 4
@@ -203,7 +205,7 @@ def test_cuda_out_of_memory_gets_a_hint(tmp_path):
     model = ToyModel()
     model.forward = Interrupt(model, 1, torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
     with pytest.raises(torch.cuda.OutOfMemoryError, match="lower --batch-size") as err:
-        engine.train(toy_cfg(tmp_path), model=model, train_set=shapes())
+        training.train(toy_cfg(tmp_path), model=model, train_set=shapes())
     assert "--min-size" in str(err.value) and "Tried to allocate 2 GiB" in str(err.value)
 
 
@@ -228,7 +230,7 @@ class Oracle(torch.nn.Module):
 
 def test_evaluate_the_ground_truth_gives_ap_1(tmp_path, capsys):
     ds = ShapesDataset(6, image_size=48, seed=2)
-    metrics = engine.evaluate(Oracle(ds), ds, batch_size=4, out_json=tmp_path / "results.json", progress=False)
+    metrics = evaluate(Oracle(ds), ds, batch_size=4, out_json=tmp_path / "results.json", progress=False)
     assert metrics["bbox"]["AP"] == pytest.approx(1.0) and metrics["segm"]["AP"] == pytest.approx(1.0)
     results = json.loads((tmp_path / "results.json").read_text())
     assert len(results) == sum(len(ds.load_target(i)["labels"]) for i in range(6))
@@ -246,13 +248,13 @@ def test_evaluate_with_a_dropped_detection_is_below_1():
         return out
 
     oracle.forward = drop_first
-    metrics = engine.evaluate(oracle, ds, batch_size=6, progress=False, verbose=False)
+    metrics = evaluate(oracle, ds, batch_size=6, progress=False, verbose=False)
     assert 0 < metrics["segm"]["AP"] < 1 and math.isfinite(metrics["bbox"]["AP"])
 
 
 def test_resume_config_restores_the_run_settings(tmp_path):
     first = toy_train(toy_cfg(tmp_path, stop_at=3, lr=0.03, milestones=(0.5,)))
-    cfg = engine.resume_config(first.out / "last.pt", stop_at=None)
+    cfg = training.resume_config(first.out / "last.pt", stop_at=None)
     assert (cfg.lr, cfg.iters, cfg.milestones, cfg.stop_at) == (0.03, 8, (0.5,), None)
     assert cfg.resume == str(first.out / "last.pt")
 
@@ -268,7 +270,7 @@ def tiny_model_config(num_classes=4):
 
 def real_train(cfg):
     train_set = ShapesDataset(8, image_size=64, seed=4, transforms=RandomHorizontalFlip(0.5))
-    return engine.train(cfg, model_config=tiny_model_config(), train_set=train_set)
+    return training.train(cfg, model_config=tiny_model_config(), train_set=train_set)
 
 
 @pytest.fixture
@@ -312,7 +314,7 @@ def test_gradient_clipping_bounds_the_update(tmp_path):
     model = ToyModel()
     before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
     cfg = toy_cfg(tmp_path, iters=1, lr=0.5, warmup_iters=0, momentum=0.0, weight_decay=0.0, grad_clip=1e-3)
-    engine.train(cfg, model=model, train_set=shapes())
+    training.train(cfg, model=model, train_set=shapes())
     moved = torch.cat([p.detach().flatten() for p in model.parameters()]) - before
     assert moved.norm().item() == pytest.approx(0.5 * 1e-3, rel=1e-3)
 

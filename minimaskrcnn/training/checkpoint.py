@@ -1,6 +1,6 @@
 """Checkpoints: atomic saving, and loading that says exactly what does not fit.
 
-A checkpoint is one `torch.save`d dict (see `engine.train` for what a training run puts in it):
+A checkpoint is one `torch.save`d dict (see `training.loop.Run.state` for what a training run puts in it):
 
     "model":        the model's state_dict
     "model_config": config.to_dict(ModelConfig), to rebuild the model (`build_model_from_checkpoint`)
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import config as config_lib
+from .. import config as config_lib
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
@@ -181,7 +181,7 @@ def build_model_from_checkpoint(path: str | os.PathLike, map_location="cpu", **c
     config_overrides: `section={field: value}` replacements applied to the stored config before
     building, for fields that hold no weights, e.g. transform={"min_size": 600}.
     """
-    from .model import MaskRCNN  # imported here so checkpoint.py stays usable without the model
+    from ..model import MaskRCNN  # imported here so checkpoint.py stays usable without the model
 
     state = read_checkpoint(path, map_location)
     if state.get("model_config") is None:

@@ -1,0 +1,152 @@
+"""Running a study: `python -m minimaskrcnn ablate STUDY`, every variant with every seed, then its results.
+
+Every run trains with the demo's recipe (`training.DEMO`) and is evaluated with pycocotools on the held-out
+shapes; a study writes <study>.json (every run, the summary, the command, the machine), <study>.md and
+<study>.png (`write_results`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from .. import config as config_lib
+from ..training import DEMO, TrainConfig, build_datasets, build_model_config, train
+from .plots import plot_study
+from .report import finding, markdown_table, summarize
+from .studies import METRICS, STUDIES, Study, Variant, get_study, select_variants
+
+
+def study_train_config(iters: int | None = None) -> TrainConfig:
+    """The schedule every run of a study uses: the demo's recipe (training.DEMO). A shorter `iters` (a
+    quick look, as in notebook 08) keeps the warmup's share of the schedule."""
+    iters = iters or ABLATION_ITERS
+    warmup = max(1, round(DEMO.warmup_iters * iters / DEMO.iters))
+    return dataclasses.replace(DEMO, iters=iters, warmup_iters=warmup, ckpt_every=10**9, progress=False)
+
+
+# Optimizer steps per run: the demo's full schedule. At half of it (450 steps) the runs were still on
+# the steep part of the learning curve, and three seeds of one variant spread from 0.13 to 0.44 mask AP,
+# which hid every effect; a study of 4 variants x 3 seeds still fits in an hour on a 2-core CPU.
+ABLATION_ITERS = 900
+
+
+def variant_config(study: Study, variant: Variant, num_classes: int, cfg: TrainConfig) -> config_lib.ModelConfig:
+    """The model config of one variant: the training preset with the study's and variant's RoI-head fields."""
+    base = build_model_config(cfg, num_classes)
+    fields = {f.name for f in dataclasses.fields(config_lib.RoIHeadsConfig)}
+    overrides = {**study.common, **variant.overrides}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"study {study.name}, variant {variant.name}: unknown RoIHeadsConfig fields {unknown}")
+    return dataclasses.replace(base, roi_heads=dataclasses.replace(base.roi_heads, **overrides))
+
+
+def run_one(name: str, variant_name: str, seed: int, base: TrainConfig, out: str,
+            threads: int | None = None) -> dict:
+    """Train and evaluate one variant of a study with one seed; return its metrics."""
+    if threads:
+        torch.set_num_threads(threads)
+    study = get_study(name)
+    variant = next(v for v in study.variants if v.name == variant_name)
+    cfg = dataclasses.replace(base, seed=seed, out=str(Path(out) / name / variant.name / f"seed{seed}"))
+    train_set, val_set = build_datasets(cfg)
+    model_config = variant_config(study, variant, train_set.num_classes, cfg)
+    result = train(cfg, model_config=model_config, train_set=train_set, val_set=val_set)
+    metrics = result.metrics or {}
+    run = {"variant": variant.name, "seed": seed, "seconds": round(result.seconds, 1),
+           "mask": {m: metrics.get("segm", {}).get(m) for m in METRICS},
+           "box": {m: metrics.get("bbox", {}).get(m) for m in METRICS}}
+    print(f"{name} {variant.name} seed {seed}: mask AP {run['mask']['AP']:.3f}, box AP {run['box']['AP']:.3f} "
+          f"({result.seconds:.0f} s)", flush=True)
+    return run
+
+
+def run_study(name: str, seeds=(0, 1, 2), iters: int | None = None, out: str = "runs/ablations",
+              device: str = "cpu", command: str = "", overrides: dict | None = None, jobs: int = 1,
+              variants=None) -> dict:
+    """Train every variant of study `name` with every seed; return the results dict (see write_results).
+
+    overrides: TrainConfig fields to change for every run (tests use it to shrink the data).
+    jobs > 1 runs that many trainings at once in separate processes, one thread each (a many-core
+    machine or a GPU); every run is seeded on its own, so the results do not depend on jobs.
+    variants: names of the variants to train (default: all); the summary then holds only those."""
+    study = select_variants(get_study(name), variants)
+    base = dataclasses.replace(study_train_config(iters), device=device, **(overrides or {}))
+    tasks = [(name, v.name, seed, base, out) for v in study.variants for seed in seeds]
+    start = time.perf_counter()
+    if jobs > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            runs = list(pool.map(run_one, *zip(*tasks), [1] * len(tasks)))
+    else:
+        runs = [run_one(*task) for task in tasks]
+    train = dataclasses.asdict(base)
+    train.pop("seed"), train.pop("out")
+    return {"study": name, "title": study.title, "paper_setting": study.paper_setting,
+            "expectation": study.expectation, "command": command, "seeds": list(seeds),
+            "train_config": train, "runs": runs, "summary": (summary := summarize(study, runs)),
+            "finding": finding(study, summary), "wall_seconds": round(time.perf_counter() - start, 1),
+            "run_seconds": round(sum(r["seconds"] for r in runs), 1), "jobs": jobs,
+            "machine": {"torch": torch.__version__, "threads": 1 if jobs > 1 else torch.get_num_threads(),
+                        "device": device, "platform": platform.platform()}}
+
+
+def write_results(results: dict, folder: str | Path) -> list[Path]:
+    """Write <study>.json, <study>.md and <study>.png into folder; return their paths."""
+    import matplotlib.pyplot as plt
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{results['study']}.{ext}" for ext in ("json", "md", "png")]
+    paths[0].write_text(json.dumps(results, indent=1) + "\n")
+    paths[1].write_text(markdown_table(results))
+    plt.close(plot_study(results, paths[2]))
+    return paths
+
+
+def load_results(folder: str | Path) -> dict[str, dict]:
+    """The stored results of every study found in folder, by study name, in the order of STUDIES."""
+    found = {}
+    for path in Path(folder).glob("*.json"):
+        data = json.loads(path.read_text())
+        if data.get("study") in STUDIES:
+            found[data["study"]] = data
+    return {name: found[name] for name in STUDIES if name in found}
+
+
+def add_arguments(p) -> None:
+    """The `ablate` subcommand's flags (cli.py builds the parser)."""
+    p.add_argument("study", nargs="?", help=f"one of {', '.join(STUDIES)}, or 'all'")
+    p.add_argument("--list", action="store_true", help="list the studies and exit")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of every variant (default 0 1 2)")
+    p.add_argument("--iters", type=int, default=None, help=f"steps per run (default {ABLATION_ITERS})")
+    p.add_argument("--device", default="cpu", help="cpu (the timings in the README) or cuda")
+    p.add_argument("--jobs", type=int, default=1, help="trainings at once (a many-core machine or a GPU)")
+    p.add_argument("--variants", nargs="+", default=None, help="train only these variants (default: all)")
+    p.add_argument("--out", default="runs/ablations", help="folder for the runs' logs")
+    p.add_argument("--results", default="benchmarks/ablations", help="folder for <study>.json/.md/.png")
+
+
+def cmd_ablate(args) -> None:
+    import sys
+
+    if args.list or not args.study:
+        for study in STUDIES.values():
+            print(f"{study.name:14s} {study.title}: {', '.join(v.label for v in study.variants)}")
+        return
+    names = list(STUDIES) if args.study == "all" else [get_study(args.study).name]
+    command = "python -m minimaskrcnn " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["ablate"] else ""
+    for name in names:
+        results = run_study(name, tuple(args.seeds), args.iters, args.out, args.device,
+                            command or f"python -m minimaskrcnn ablate {name}", jobs=args.jobs,
+                            variants=args.variants)
+        paths = write_results(results, args.results)
+        print(markdown_table(results))
+        print("wrote " + ", ".join(str(p) for p in paths))

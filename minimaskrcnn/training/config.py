@@ -1,0 +1,106 @@
+"""The settings of a training run (Sec. 3.1, "Training"), and what follows from them.
+
+The paper: SGD with momentum 0.9 and weight decay 1e-4, lr 0.02 for a minibatch of 16 images (2 per GPU on 8
+GPUs), lowered 10x at 120k of 160k iterations. With another batch size the lr follows the linear scaling rule
+lr = 0.02 * batch / 16, with a linear warmup over the first iterations (Goyal et al., 2017). `resolve` fills in
+the lr and the step count that depend on the data and the number of processes.
+
+Glossary: B images per step per process, W processes (world size), global batch B * W.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from .. import config as config_lib
+from .checkpoint import read_checkpoint
+
+
+@dataclass
+class TrainConfig:
+    # data
+    config: str = "cpu_small"  # model preset (config.PRESETS): "cpu_small", "r50_fpn", "r50_c4"
+    # "shapes" (synthetic), a COCO root folder, "annotations" (the files named below) or "custom" (a dataset
+    # object given to train(), which a resumed run must be given again)
+    data: str = "shapes"
+    split: str = "train2017"  # COCO split to train on
+    val_split: str | None = "val2017"  # COCO split evaluated at the end (None: no evaluation)
+    annotations: str | None = None  # your own data: a COCO-format JSON (a CVAT, Labelme, Roboflow export) ...
+    images: str | None = None  # ... and the folder of its images; together they replace data and split
+    val_annotations: str | None = None  # a held-out set in the same form (with annotations: else no evaluation)
+    val_images: str | None = None
+    num_images: int = 2000  # synthetic training images (data="shapes")
+    num_val_images: int = 200  # held-out synthetic images, drawn with another seed
+    image_size: int = 128  # synthetic image side, pixels
+    data_seed: int = 0  # seed of the synthetic training images (held-out ones: data_seed + 1)
+    min_size: int | None = None  # override of the model's transform.min_size (shorter side, pixels)
+    max_size: int | None = None  # override of transform.max_size (longer side cap, pixels)
+    flip: bool = True  # random horizontal flips, the paper's only augmentation
+    # optimization
+    batch_size: int = 2  # images per step per process (paper: 2 per GPU, 16 in all)
+    iters: int = 1000  # optimizer steps in all (paper: 160k at batch 16)
+    epochs: float | None = None  # when set, iters = ceil(epochs * images / global batch)
+    optimizer: str = "sgd"  # "sgd" (paper) or "adamw" (for the small from-scratch preset)
+    lr: float | None = None  # base lr; None: SGD 0.02 * global batch / 16 (paper), AdamW 1e-3
+    momentum: float = 0.9  # SGD momentum; paper: 0.9
+    weight_decay: float = 1e-4  # paper: 1e-4 (AdamW: decoupled decay with this factor)
+    warmup_iters: int = 1000  # linear warmup steps (Goyal et al.: 1000 at batch 16)
+    warmup_factor: float = 0.001  # lr at step 0, as a fraction of the base lr
+    schedule: str = "step"  # "step" (x gamma at each milestone) or "cosine" (to 0 at iters)
+    milestones: tuple = (0.75,)  # fractions of iters where the lr drops; paper: 120k / 160k
+    gamma: float = 0.1  # lr factor at each milestone; paper: 0.1
+    grad_clip: float | None = None  # max L2 norm of all gradients together (None: no clipping)
+    amp: str = "off"  # "off", "fp16" (autocast + GradScaler, CUDA) or "bf16" (autocast, no scaler)
+    # plumbing
+    device: str = "auto"  # "auto" (cuda:<local rank> when available, else cpu), "cpu", "cuda", ...
+    seed: int = 0  # seeds model init, data order, augmentation and sampling
+    out: str = "runs/train"  # folder for metrics.jsonl, last.pt, best.pt, loss_curve.png
+    num_workers: int = 0  # DataLoader worker processes
+    log_every: int = 20  # steps per JSON-lines record (losses averaged over them)
+    ckpt_every: int = 500  # steps between checkpoints (and at the end)
+    eval_every: int = 0  # steps between evaluations on the held-out set (0: only at the end)
+    resume: str | None = None  # checkpoint to continue from
+    stop_at: int | None = None  # end this run after this step (the schedule still spans iters)
+    progress: bool = True  # tqdm progress bar
+
+
+def resolve(cfg: TrainConfig, num_images: int, world_size: int = 1) -> TrainConfig:
+    """cfg with lr and iters filled in; validates the choices (ValueError naming the field)."""
+    checks = {"optimizer": ("sgd", "adamw"), "schedule": ("step", "cosine"), "amp": ("off", "fp16", "bf16")}
+    for name, allowed in checks.items():
+        if getattr(cfg, name) not in allowed:
+            raise ValueError(f"TrainConfig.{name} must be one of {allowed}, got {getattr(cfg, name)!r}")
+    for name in ("batch_size", "iters", "log_every", "ckpt_every"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(cfg, name)}")
+    pairs = (("annotations", "images"), ("val_annotations", "val_images"))
+    for a, b in pairs:
+        if (getattr(cfg, a) is None) != (getattr(cfg, b) is None):
+            raise ValueError(f"TrainConfig.{a} and TrainConfig.{b} go together (a COCO JSON and its image folder)")
+    global_batch = cfg.batch_size * world_size
+    if num_images < global_batch:
+        raise ValueError(f"the training set has {num_images} images, fewer than one global batch "
+                         f"({cfg.batch_size} per process x {world_size}); lower batch_size")
+    iters = math.ceil(cfg.epochs * num_images / global_batch) if cfg.epochs else cfg.iters
+    lr = cfg.lr
+    if lr is None:  # Sec. 3.1: 0.02 for 16 images, scaled linearly (Goyal et al.)
+        lr = 0.02 * global_batch / 16 if cfg.optimizer == "sgd" else 1e-3
+    return dataclasses.replace(cfg, iters=iters, lr=lr, milestones=tuple(cfg.milestones))
+
+
+def resume_config(path, **overrides) -> TrainConfig:
+    """The TrainConfig a checkpoint was trained with, with `overrides` applied and resume=path: continue
+    a run without repeating its settings (as `train --resume` does)."""
+    stored = read_checkpoint(path).get("train_config") or {}
+    stored = {k: v for k, v in stored.items() if k != "stop_at"}  # where the last call stopped, not this one
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in known})
+    return dataclasses.replace(cfg, **overrides, resume=str(path))
+
+
+def build_model_config(cfg: TrainConfig, num_classes: int) -> config_lib.ModelConfig:
+    """The preset cfg.config for num_classes, with the image size overrides applied."""
+    model_cfg = config_lib.get_config(cfg.config, num_classes)
+    sizes = {k: v for k, v in (("min_size", cfg.min_size), ("max_size", cfg.max_size)) if v is not None}
+    return dataclasses.replace(model_cfg, transform=dataclasses.replace(model_cfg.transform, **sizes))

@@ -1,0 +1,291 @@
+"""The training loop (Sec. 3.1, "Training"): `train(cfg)`, built from the named steps of a `Run`.
+
+    for each batch:  update (forward, check the losses, backward, clip, step)  ->  count
+                     -> log every log_every steps -> evaluate every eval_every -> save every ckpt_every
+
+`Run` holds everything one run needs (model, optimizer, data, where it is) and does one thing per method.
+The model's own random draws (anchor and RoI sampling) use the global generators, whose states are saved in
+every checkpoint with the model, optimizer, GradScaler, step and sampler position, so a resumed run repeats
+an uninterrupted one bit for bit (`sampler.py` says why the data order does too).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .. import config as config_lib
+from ..data import collate
+from ..data.sources import describe
+from ..evaluation import evaluate
+from .checkpoint import copy_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .config import TrainConfig, build_model_config, resolve
+from .datasets import build_datasets, recorded_data
+from .guards import headline_ap, loss_values, one_line_errors, with_message
+from .log import append_record, drop_records_after
+from .runtime import amp_dtype, grad_scaler, init_distributed, oom_hint, pick_device, seed_everything
+from .sampler import ResumableSampler, SeededSamples
+from .schedule import build_optimizer, lr_at
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module  # the trained model (unwrapped from DistributedDataParallel)
+    step: int  # steps done
+    out: Path  # the run folder
+    metrics: dict | None  # COCO metrics of the last evaluation (None without a held-out set)
+    seconds: float  # wall time of this call
+
+
+@dataclass
+class Progress:
+    """Where a run is; saved in every checkpoint."""
+    step: int = 0  # optimizer steps done
+    epoch: int = 0  # current pass over the training set
+    batch: int = 0  # batches of this epoch done (the sampler's resume position)
+    sums: dict = dataclasses.field(default_factory=dict)  # loss sums since the last log record
+    count: int = 0  # steps in those sums
+    last_loss: float = math.inf  # mean total loss of the last log record
+    best: float = -math.inf  # best score so far: held-out AP, or minus the training loss
+
+
+def train(cfg: TrainConfig, model_config=None, model=None, train_set=None, val_set=None) -> TrainResult:
+    """Train as `cfg` says, writing cfg.out/{metrics.jsonl, last.pt, best.pt, loss_curve.png}.
+
+    model_config, model, train_set, val_set replace what cfg would build (a tweaked preset, a toy model
+    in a test, your own dataset); the model must map (images, targets) to an object with `.losses`.
+    Raises FloatingPointError when a loss is NaN or Inf (naming the step and component; the last good
+    checkpoint is left intact), torch.cuda.OutOfMemoryError with a hint, and KeyboardInterrupt on Ctrl-C
+    after saving last.pt. Any other error outside the weight update (a corrupt image...) saves last.pt first.
+    """
+    run = Run(cfg, model_config, model, train_set, val_set)
+    try:
+        for images, targets in run.batches():
+            values = run.update(images, targets)
+            run.count(values)
+            last = run.progress.step >= run.stop
+            if last or run.every(run.cfg.log_every):
+                run.log()
+            evaluated = run.every(run.cfg.eval_every) and run.evaluate()
+            if evaluated or last or run.every(run.cfg.ckpt_every):
+                run.save()
+            if last:
+                break
+    except KeyboardInterrupt:
+        run.interrupted()
+        raise
+    except FloatingPointError:  # a NaN loss: the last good checkpoint stays as it was (see loss_values)
+        raise
+    except Exception as e:  # a corrupt image, a full disk...: keep the steps done so far, then stop
+        raise run.failed(e) from e
+    finally:
+        run.bar.close()
+    return run.finish()
+
+
+class Run:
+    """One training run. Built from a TrainConfig (and whatever replaces what it would build), it resumes
+    from cfg.resume when given; then `train` calls its steps."""
+
+    def __init__(self, cfg: TrainConfig, model_config=None, model=None, train_set=None, val_set=None):
+        self.start = time.perf_counter()
+        self.owns_group = not dist.is_initialized()
+        self.rank, self.world, local_rank = init_distributed()
+        self.device = pick_device(cfg.device, local_rank)
+        seed_everything(cfg.seed)  # the same on every process: identical initial weights
+        if train_set is None:
+            train_set, built_val = build_datasets(cfg)
+            val_set = built_val if val_set is None else val_set
+        self.train_set, self.val_set = train_set, val_set
+        self.cfg = cfg = recorded_data(resolve(cfg, len(train_set), self.world), train_set, val_set)
+        self.amp_dtype = amp_dtype(cfg.amp, self.device)
+        if model is None:
+            from ..model import MaskRCNN
+
+            model_config = model_config or build_model_config(cfg, train_set.num_classes)
+            model = MaskRCNN(model_config)
+        self.model_config = model_config or getattr(model, "config", None)
+        self.model = model.to(self.device).train()
+        self.net = model  # what the forward pass runs: the model, or its DistributedDataParallel wrapper
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        self.optimizer = build_optimizer(model, cfg)
+        self.scaler = grad_scaler(cfg.amp == "fp16")
+        self.out = Path(cfg.out)
+        self.log_path, self.last_ckpt = self.out / "metrics.jsonl", self.out / "last.pt"
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+        self.progress = self.resume() if cfg.resume else self.fresh()
+        self.stop = min(cfg.stop_at or cfg.iters, cfg.iters)
+        self.metrics, self.updating, self.rngs_now = None, False, rng_state()
+        self.tic = time.perf_counter()
+        self.bar = tqdm(total=cfg.iters, initial=self.progress.step, desc="train", dynamic_ncols=True,
+                        disable=not cfg.progress or self.rank != 0)
+
+    def fresh(self) -> Progress:
+        if self.rank == 0 and self.log_path.exists():
+            self.log_path.unlink()  # a fresh run starts a fresh log (a resumed one keeps its steps)
+        if self.world > 1:
+            seed_everything(self.cfg.seed + 1000 * self.rank)  # replicas sample different anchors and RoIs
+        return Progress()
+
+    def resume(self) -> Progress:
+        cfg = self.cfg
+        state = load_checkpoint(cfg.resume, self.model, self.model_config, self.optimizer,
+                                self.scaler if cfg.amp == "fp16" else None)
+        progress = Progress(**state["progress"])
+        rngs = state.get("rng") or []
+        if self.rank < len(rngs):
+            set_rng_state(rngs[self.rank])
+        else:  # a Ctrl-C checkpoint of a distributed run holds rank 0's generators only
+            seed_everything(cfg.seed + 1000 * self.rank + progress.step)
+        if self.rank == 0:
+            drop_records_after(self.log_path, progress.step)
+        return progress
+
+    def batches(self):
+        """(images, targets) on the device, epoch after epoch from where the run is, until it stops."""
+        p, cfg = self.progress, self.cfg
+        sampler = ResumableSampler(self.train_set, cfg.seed, self.rank, self.world)
+        samples = SeededSamples(self.train_set, cfg.seed)
+        while p.step < self.stop:
+            sampler.set_position(p.epoch, p.batch * cfg.batch_size)
+            loader = DataLoader(samples, cfg.batch_size, sampler=sampler, collate_fn=collate, drop_last=True,
+                                num_workers=cfg.num_workers, pin_memory=self.device.type == "cuda",
+                                generator=torch.Generator().manual_seed(cfg.seed))  # not the global one
+            for images, targets in one_line_errors(loader, p.step + 1):
+                yield ([im.to(self.device, non_blocking=True) for im in images],
+                       [{k: v.to(self.device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets])
+            p.epoch, p.batch = p.epoch + 1, 0  # the epoch ran out before the run stopped
+
+    def update(self, images, targets) -> dict[str, float]:
+        """One optimizer step at the scheduled lr; the loss components as floats."""
+        self.lr = lr_at(self.progress.step, self.cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr
+        try:
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                losses = self.net(images, targets).losses
+            values = loss_values(losses, self.progress.step + 1, self.world, self.last_ckpt)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(sum(losses.values())).backward()
+            self.updating = True  # from here until the update is done, the weights are in flux
+            if self.cfg.grad_clip:
+                self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.updating = False
+        except torch.cuda.OutOfMemoryError as e:
+            cfg = self.cfg
+            hint = oom_hint(cfg.batch_size, cfg.min_size, cfg.max_size, f"at step {self.progress.step + 1}")
+            raise torch.cuda.OutOfMemoryError(f"{hint}\n{e}") from e
+        return values
+
+    def count(self, values: dict[str, float]) -> None:
+        """A step is done: advance the position, add the losses to the running sums, show them."""
+        p = self.progress
+        p.step, p.batch, p.count = p.step + 1, p.batch + 1, p.count + 1
+        for k, v in values.items():
+            p.sums[k] = p.sums.get(k, 0.0) + v
+        self.rngs_now = rng_state()  # the generators as they are after this step, for an interrupt's save
+        self.bar.update(1)
+        self.bar.set_postfix({k.replace("loss_", ""): f"{v:.3f}" for k, v in values.items()}, refresh=False)
+
+    def every(self, period: int) -> bool:
+        return bool(period) and self.progress.step % period == 0
+
+    def log(self) -> None:
+        """A metrics.jsonl record of the mean losses since the last one."""
+        p, now = self.progress, time.perf_counter()
+        means = {k: s / p.count for k, s in p.sums.items()}
+        p.last_loss = sum(means.values())
+        if self.rank == 0:
+            append_record(self.log_path, {"step": p.step, "epoch": p.epoch, "lr": self.lr, "loss": p.last_loss,
+                                          **means, "sec_per_iter": (now - self.tic) / p.count})
+        p.sums, p.count, self.tic = {}, 0, now
+
+    def evaluate(self) -> bool:
+        """COCO AP on the held-out set (rank 0), logged; False when there is none."""
+        if self.val_set is None:
+            return False
+        if self.rank == 0:
+            self.metrics = evaluate(self.model, self.val_set, self.cfg.batch_size, self.device,
+                                    self.out / "results.json", amp=self.cfg.amp, progress=self.cfg.progress)
+            append_record(self.log_path, {"step": self.progress.step, "eval": self.metrics})
+        if self.world > 1:
+            dist.barrier()
+        return True
+
+    def save(self) -> None:
+        """last.pt, and best.pt when the score improved: held-out AP when the run evaluates as it goes,
+        else minus the training loss."""
+        rngs = [rng_state()]
+        if self.world > 1:  # every process's generators, so each continues its own stream
+            rngs = [None] * self.world
+            dist.all_gather_object(rngs, rng_state())
+        if self.rank != 0:
+            return
+        p = self.progress
+        if self.cfg.eval_every and self.val_set is not None:
+            score = headline_ap(self.metrics) if self.every(self.cfg.eval_every) else None
+        else:
+            score = -p.last_loss
+        improved = score is not None and score > p.best
+        p.best = score if improved else p.best
+        save_checkpoint(self.last_ckpt, self.state(rngs))
+        if improved:
+            copy_checkpoint(self.last_ckpt, self.out / "best.pt")
+
+    def state(self, rngs: list) -> dict:
+        """What a checkpoint holds (training/checkpoint.py): weights, optimizer, position, generators, data."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+                "model_config": config_lib.to_dict(self.model_config) if self.model_config is not None else None,
+                "train_config": dataclasses.asdict(self.cfg), "progress": dataclasses.asdict(self.progress),
+                "rng": rngs,
+                # the data it trained on, and the held-out set `evaluate` uses by default (data/sources.py)
+                "data": {"train": describe(self.train_set), "val": describe(self.val_set)},
+                # what predict and evaluate need to name classes and map them back to COCO ids
+                "class_names": list(getattr(self.train_set, "class_names", [])),
+                "label_to_cat_id": dict(getattr(self.train_set, "label_to_cat_id", {}))}
+
+    def interrupted(self) -> None:
+        """Ctrl-C: save the weights after the last finished step, unless an update was half done."""
+        if self.rank == 0 and not self.updating:
+            save_checkpoint(self.last_ckpt, self.state([self.rngs_now]))
+            print(f"\ninterrupted at step {self.progress.step}: saved {self.last_ckpt}; "
+                  f"continue with --resume {self.last_ckpt}")
+        elif self.rank == 0:
+            print(f"\ninterrupted during an update; {self.last_ckpt} is left as it was")
+
+    def failed(self, e: Exception) -> Exception:
+        """Save the steps done so far (outside an update), and say so in the error to raise."""
+        if self.rank != 0 or self.updating:
+            return e
+        save_checkpoint(self.last_ckpt, self.state([self.rngs_now]))
+        return with_message(e, f"{e}; saved {self.last_ckpt} at step {self.progress.step}: fix the problem and "
+                               f"continue with --resume {self.last_ckpt}")
+
+    def finish(self) -> TrainResult:
+        """The final evaluation (unless the last step had one), the loss curve, and the result."""
+        p = self.progress
+        if p.step >= self.cfg.iters and not self.every(self.cfg.eval_every):
+            self.evaluate()
+        if self.rank == 0 and self.log_path.exists():
+            import matplotlib.pyplot as plt
+
+            from ..viz import plot_loss_curves
+
+            plt.close(plot_loss_curves(self.log_path, self.out / "loss_curve.png"))
+        if self.world > 1 and self.owns_group:
+            dist.destroy_process_group()
+        return TrainResult(self.model, p.step, self.out, self.metrics, time.perf_counter() - self.start)
