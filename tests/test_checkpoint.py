@@ -127,3 +127,43 @@ def test_copy_checkpoint(tmp_path):
     src = ckpt.save_checkpoint(tmp_path / "last.pt", {"model": {"w": torch.arange(4)}})
     ckpt.copy_checkpoint(src, tmp_path / "best.pt")
     assert torch.equal(ckpt.read_checkpoint(tmp_path / "best.pt")["model"]["w"], torch.arange(4))
+
+
+def test_flipped_bits_inside_a_tensor_are_caught_by_the_checksum(tmp_path):
+    weights = torch.arange(4096, dtype=torch.float32)
+    path = ckpt.save_checkpoint(tmp_path / "last.pt", {"model": {"w": weights}, "step": 3})
+    data = bytearray(path.read_bytes())
+    at = bytes(data).find(weights.numpy().tobytes())  # torch.save stores the tensor's bytes as they are
+    assert at > 0
+    data[at + 4001] ^= 0x10  # one bit of one float
+    path.write_bytes(bytes(data))
+    assert not torch.equal(torch.load(path, weights_only=True)["model"]["w"], weights)  # torch: no complaint ...
+    with pytest.raises(ValueError, match="last.pt is corrupt: its content no longer matches the checksum"):
+        ckpt.read_checkpoint(path)  # ... we do not
+
+
+class Pickled:
+    """Any class of ours: torch.load(weights_only=True) refuses to unpickle it."""
+
+
+def test_a_file_that_is_not_weights_only_gets_our_words_not_torchs_advice(tmp_path):
+    path = tmp_path / "pickled.pt"
+    torch.save({"model": {}, "thing": Pickled()}, path)  # an object of a class: not weights-only
+    with pytest.raises(ValueError) as err:
+        ckpt.read_checkpoint(path)
+    message = str(err.value)
+    assert message.startswith(f"checkpoint {path} is corrupt or truncated, or not a checkpoint of tensors")
+    assert "weights_only" not in message and "\n" not in message
+
+
+def test_temp_files_of_killed_writers_are_removed_and_the_mode_follows_the_umask(tmp_path):
+    for name in (".last.pt.abc123.tmp", ".last.pt.def456.tmp"):  # left by writers killed mid-write
+        (tmp_path / name).write_bytes(b"PK half")
+    (tmp_path / ".best.pt.xyz.tmp").write_bytes(b"another file's: left alone")
+    old = os.umask(0o022)
+    try:
+        ckpt.save_checkpoint(tmp_path / "last.pt", {"model": {"w": torch.ones(2)}})
+    finally:
+        os.umask(old)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".best.pt.xyz.tmp", "last.pt"]
+    assert (tmp_path / "last.pt").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600

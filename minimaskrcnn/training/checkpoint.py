@@ -6,13 +6,19 @@ A checkpoint is one `torch.save`d dict (see `training.loop.Run.state` for what a
     "model_config": config.to_dict(ModelConfig), to rebuild the model (`build_model_from_checkpoint`)
     "optimizer", "scaler", "step", "epoch", "rng", "sampler", "train_config", ...: resume state
 
+    "checksum":     SHA-256 of everything above, tensors' bytes included (`content_checksum`)
+
 Saving writes a temporary file in the destination folder and renames it over the target with
 `os.replace`, which is atomic on POSIX and Windows: a crash or Ctrl-C mid-write leaves the previous
-checkpoint intact, never a truncated one. Everything stored is a tensor or a plain Python value, so
-loading uses `torch.load(weights_only=True)` and never unpickles arbitrary objects.
+checkpoint intact, never a truncated one, and the temporary files of writers that were killed are removed
+by the next save. The file gets the usual permissions (0666 less the umask), not the temporary file's 0600.
+Everything stored is a tensor or a plain Python value, so loading uses `torch.load(weights_only=True)` and
+never unpickles arbitrary objects; the checksum catches what the zip format does not, bits flipped inside
+a tensor's data (a bad disk or copy), which would otherwise load silently.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import shutil
@@ -31,17 +37,50 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Same folder as the target: os.replace is only atomic within one file system.
+    state = {**state, "checksum": content_checksum(state)}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())  # the bytes are on disk before the rename makes them visible
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp made it 0600
         os.replace(tmp, path)
     except BaseException:  # KeyboardInterrupt included: never leave the temp file behind
         Path(tmp).unlink(missing_ok=True)
         raise
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer that was killed mid-write
+        stale.unlink(missing_ok=True)
     return path
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def content_checksum(state: dict) -> str:
+    """SHA-256 of a checkpoint's content, the "checksum" entry left out: every value in key order, each tensor
+    as its name, dtype, shape and raw bytes, each plain value as its repr."""
+    digest = hashlib.sha256()
+
+    def walk(name: str, value) -> None:
+        if torch.is_tensor(value):
+            t = value.detach().cpu().contiguous()
+            digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().data)
+        elif isinstance(value, dict):
+            for key in sorted(value, key=str):
+                walk(f"{name}/{key}", value[key])
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                walk(f"{name}/{i}", item)
+        else:
+            digest.update(f"{name}={value!r};".encode())
+
+    walk("", {k: v for k, v in state.items() if k != "checksum"})
+    return digest.hexdigest()
 
 
 def copy_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
@@ -92,10 +131,15 @@ def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # zip reader errors, EOFError, UnpicklingError...: all mean "unreadable"
-        raise ValueError(f"checkpoint {path} is corrupt or truncated and cannot be read "
-                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
+        # (not torch's own text: for a file that is not weights-only it advises weights_only=False, i.e. running
+        # whatever code the file holds)
+        raise ValueError(f"checkpoint {path} is corrupt or truncated, or not a checkpoint of tensors and plain "
+                         f"values, and cannot be read ({type(e).__name__})") from e
     if not isinstance(state, dict) or "model" not in state:
         raise ValueError(f"checkpoint {path} is not a minimaskrcnn checkpoint (no 'model' entry)")
+    if "checksum" in state and content_checksum(state) != state["checksum"]:
+        raise ValueError(f"checkpoint {path} is corrupt: its content no longer matches the checksum written with "
+                         f"it (changed on disk or in a copy); use another checkpoint, e.g. best.pt")
     return state
 
 
