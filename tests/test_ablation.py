@@ -227,8 +227,29 @@ def test_a_study_can_train_some_of_its_variants(tmp_path):
     assert [r["variant"] for r in results["runs"]] == ["roipool", "roialign_avg"]  # the study's order
     assert [r["variant"] for r in results["summary"]] == ["roipool", "roialign_avg"]
     assert results["finding"].startswith("RoIAlign (avg) minus RoIPool")
-    assert results["finding"].endswith("mask AP75 (one seed: no spread to judge it against).")
+    assert results["finding"].endswith("mask AP75 (no verdict: 1-step runs, short of a study's 900).")
     with pytest.raises(ValueError, match="roialign_mean"):
         ablation.select_variants(ablation.STUDIES["roi_layer"], ["roialign_mean"])
     study = ablation.select_variants(ablation.STUDIES["roi_layer"], ["roiwarp"])
     assert ablation.verdict(study, ablation.summarize(study, fake_runs(study, {"roiwarp": [0.5]}))) == "not measured"
+
+
+def test_ablate_writes_only_under_its_out_and_judges_no_run_that_did_not_train(tmp_path, monkeypatch, capsys):
+    """A 2-step study once overwrote a stored one and called two untrained models "reproduced"."""
+    from minimaskrcnn import cli
+    from minimaskrcnn.ablation import run as ablation_run
+
+    stored_before = {p.name: p.read_bytes() for p in STORED.iterdir()}
+    tiny = dict(num_images=4, num_val_images=2, image_size=64, min_size=64, max_size=64, batch_size=2, log_every=1)
+    shrink = ablation_run.study_train_config
+    monkeypatch.setattr(ablation_run, "study_train_config",
+                        lambda iters=None: dataclasses.replace(shrink(iters), **tiny))
+    out = tmp_path / "study"
+    assert cli.main(["ablate", "agnostic", "--seeds", "0", "1", "--iters", "2", "--out", str(out)]) == 0
+    assert {p.name: p.read_bytes() for p in STORED.iterdir()} == stored_before
+    assert sorted(p.name for p in out.iterdir()) == ["agnostic.json", "agnostic.md", "agnostic.png", "runs"]
+    assert (out / "runs" / "agnostic" / "agnostic" / "seed1" / "last.pt").is_file()
+    results = ablation.load_results(out)["agnostic"]
+    assert results["finding"].endswith("no verdict: 2-step runs, short of a study's 900.")
+    assert "no verdict: 2-step runs" in ablation.overview_table({"agnostic": results})
+    assert "reproduced" not in (out / "agnostic.md").read_text()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .studies import METRICS, Study, STRIDE_SERIES, get_study, paper_value
+from .studies import ABLATION_ITERS, METRICS, STRIDE_SERIES, Study, get_study, paper_value
 
 
 def summarize(study: Study, runs: list[dict]) -> list[dict]:
@@ -60,17 +60,20 @@ def paper_effect(study: Study) -> float | None:
     return paper_difference(study, *study.claim[:3]) if study.claim else None
 
 
-def verdict(study: Study, summary: list[dict]) -> str:
+def verdict(study: Study, summary: list[dict], iters: int = ABLATION_ITERS) -> str:
     """Whether the study's headline effect shows on our data, judged against the seeds' spread.
 
     A difference counts when it exceeds twice the standard error of the difference of two means
-    (about a 95% two-sided test); "close" claims hold when the difference is within 2 AP points."""
+    (about a 95% two-sided test); "close" claims hold when the difference is within study.close_within AP
+    points. Runs of fewer than ABLATION_ITERS steps (`iters`) get no verdict: they did not train enough."""
     measured = effect(study, summary)
     if measured is None:
         return "not measured" if study.claim else ""
+    if iters < ABLATION_ITERS:
+        return f"no verdict: {iters}-step runs, short of a study's {ABLATION_ITERS}"
     diff, two_se = measured
     if len(study.claim) > 3:  # a "close" claim
-        return "reproduced" if abs(diff) <= 2.0 else "not reproduced"
+        return "reproduced" if abs(diff) <= study.close_within else "not reproduced"
     if two_se is None:
         return "one seed: no spread to judge it against"
     if diff > two_se and diff > 0:
@@ -80,19 +83,20 @@ def verdict(study: Study, summary: list[dict]) -> str:
     return "not shown on this data (within the seeds' spread)"
 
 
-def finding(study: Study, summary: list[dict]) -> str:
+def finding(study: Study, summary: list[dict], iters: int = ABLATION_ITERS) -> str:
     """The verdict in a sentence: which difference, how large, against what spread."""
     measured = effect(study, summary)
     if measured is None:
-        return verdict(study, summary)
+        return verdict(study, summary, iters)
     diff, two_se = measured
     labels = {r["variant"]: r["label"] for r in summary}
     better, worse, metric = study.claim[:3]
     name = metric.replace("_", " ")
     if two_se is None and len(study.claim) == 3:
-        return f"{labels[better]} minus {labels[worse]}: {diff:+.1f} {name} ({verdict(study, summary)})."
-    spread = "close if within 2" if len(study.claim) > 3 else f"2 standard errors: {two_se:.1f}"
-    return f"{labels[better]} minus {labels[worse]}: {diff:+.1f} {name} ({spread}): {verdict(study, summary)}."
+        return f"{labels[better]} minus {labels[worse]}: {diff:+.1f} {name} ({verdict(study, summary, iters)})."
+    spread = (f"close if within {study.close_within:g}" if len(study.claim) > 3
+              else f"2 standard errors: {two_se:.1f}")
+    return f"{labels[better]} minus {labels[worse]}: {diff:+.1f} {name} ({spread}): {verdict(study, summary, iters)}."
 
 
 def mean_std_text(entry: dict, scale: float = 100.0) -> str:
@@ -140,8 +144,9 @@ def overview_table(results: dict[str, dict]) -> str:
         if measured is not None:
             diff, two_se = measured
             ours = f"{diff:+.1f}" + ("" if two_se is None else f" ± {two_se:.1f}")
+        judged = verdict(study, data["summary"], data.get("train_config", {}).get("iters", ABLATION_ITERS))
         lines.append(f"| {study.name} | {labels[better]} - {labels[worse]}, {metric.replace('_', ' ')} | "
-                     f"{'-' if paper is None else f'{paper:+.1f}'} | {ours} | {verdict(study, data['summary'])} | "
+                     f"{'-' if paper is None else f'{paper:+.1f}'} | {ours} | {judged} | "
                      f"{data['wall_seconds'] / 60:.0f} min |")
     return "\n".join(lines) + "\n"
 

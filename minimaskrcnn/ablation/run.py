@@ -18,7 +18,7 @@ from .. import config as config_lib
 from ..training import DEMO, TrainConfig, build_datasets, build_model_config, train
 from .plots import plot_study
 from .report import finding, markdown_table, summarize
-from .studies import METRICS, STUDIES, Study, Variant, get_study, select_variants
+from .studies import ABLATION_ITERS, METRICS, STUDIES, Study, Variant, get_study, select_variants
 
 
 def study_train_config(iters: int | None = None) -> TrainConfig:
@@ -27,12 +27,6 @@ def study_train_config(iters: int | None = None) -> TrainConfig:
     iters = iters or ABLATION_ITERS
     warmup = max(1, round(DEMO.warmup_iters * iters / DEMO.iters))
     return dataclasses.replace(DEMO, iters=iters, warmup_iters=warmup, ckpt_every=10**9, progress=False)
-
-
-# Optimizer steps per run: the demo's full schedule. At half of it (450 steps) the runs were still on
-# the steep part of the learning curve, and three seeds of one variant spread from 0.13 to 0.44 mask AP,
-# which hid every effect; a study of 4 variants x 3 seeds still fits in an hour on a 2-core CPU.
-ABLATION_ITERS = 900
 
 
 def variant_config(study: Study, variant: Variant, num_classes: int, cfg: TrainConfig) -> config_lib.ModelConfig:
@@ -53,7 +47,7 @@ def run_one(name: str, variant_name: str, seed: int, base: TrainConfig, out: str
         torch.set_num_threads(threads)
     study = get_study(name)
     variant = next(v for v in study.variants if v.name == variant_name)
-    cfg = dataclasses.replace(base, seed=seed, out=str(Path(out) / name / variant.name / f"seed{seed}"))
+    cfg = dataclasses.replace(base, seed=seed, out=str(Path(out) / "runs" / name / variant.name / f"seed{seed}"))
     train_set, val_set = build_datasets(cfg)
     model_config = variant_config(study, variant, train_set.num_classes, cfg)
     result = train(cfg, model_config=model_config, train_set=train_set, val_set=val_set)
@@ -69,7 +63,8 @@ def run_one(name: str, variant_name: str, seed: int, base: TrainConfig, out: str
 def run_study(name: str, seeds=(0, 1, 2), iters: int | None = None, out: str = "runs/ablations",
               device: str = "cpu", command: str = "", overrides: dict | None = None, jobs: int = 1,
               variants=None) -> dict:
-    """Train every variant of study `name` with every seed; return the results dict (see write_results).
+    """Train every variant of study `name` with every seed, each run in out/runs/<study>/<variant>/seed<k>;
+    return the results dict (see write_results, which `ablate` calls with the same `out`).
 
     overrides: TrainConfig fields to change for every run (tests use it to shrink the data).
     jobs > 1 runs that many trainings at once in separate processes, one thread each (a many-core
@@ -92,7 +87,7 @@ def run_study(name: str, seeds=(0, 1, 2), iters: int | None = None, out: str = "
     return {"study": name, "title": study.title, "paper_setting": study.paper_setting,
             "expectation": study.expectation, "command": command, "seeds": list(seeds),
             "train_config": train, "runs": runs, "summary": (summary := summarize(study, runs)),
-            "finding": finding(study, summary), "wall_seconds": round(time.perf_counter() - start, 1),
+            "finding": finding(study, summary, base.iters), "wall_seconds": round(time.perf_counter() - start, 1),
             "run_seconds": round(sum(r["seconds"] for r in runs), 1), "jobs": jobs,
             "machine": {"torch": torch.__version__, "threads": 1 if jobs > 1 else torch.get_num_threads(),
                         "device": device, "platform": platform.platform()}}
@@ -130,8 +125,8 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="cpu", help="cpu (the timings in the README) or cuda")
     p.add_argument("--jobs", type=int, default=1, help="trainings at once (a many-core machine or a GPU)")
     p.add_argument("--variants", nargs="+", default=None, help="train only these variants (default: all)")
-    p.add_argument("--out", default="runs/ablations", help="folder for the runs' logs")
-    p.add_argument("--results", default="benchmarks/ablations", help="folder for <study>.json/.md/.png")
+    p.add_argument("--out", default="runs/ablations", help="folder for <study>.json/.md/.png and, under runs/, the "
+                                                           "runs' logs (the stored studies: benchmarks/ablations)")
 
 
 def cmd_ablate(args) -> None:
@@ -147,6 +142,6 @@ def cmd_ablate(args) -> None:
         results = run_study(name, tuple(args.seeds), args.iters, args.out, args.device,
                             command or f"python -m minimaskrcnn ablate {name}", jobs=args.jobs,
                             variants=args.variants)
-        paths = write_results(results, args.results)
+        paths = write_results(results, args.out)  # only ever under --out
         print(markdown_table(results))
         print("wrote " + ", ".join(str(p) for p in paths))
