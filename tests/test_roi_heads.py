@@ -10,6 +10,7 @@ from torchvision.models.detection.roi_heads import RoIHeads as TVRoIHeads
 from torchvision.ops import MultiScaleRoIAlign, roi_align as tv_roi_align, roi_pool as tv_roi_pool
 
 from minimaskrcnn.config import RoIHeadsConfig
+from minimaskrcnn.ops import roi_align, roi_warp
 from minimaskrcnn.resnet import build_res5_head
 from minimaskrcnn.config import BackboneConfig
 from minimaskrcnn.poolers import pool_rois, roi_feature_strides
@@ -252,3 +253,89 @@ def test_bad_heads_config_names_the_field():
         make_heads(mask_loss="softmax", class_agnostic_masks=True)
     with pytest.raises(ValueError, match="mask_head"):
         make_heads(mask_head="unet")
+
+
+# ---------------------------------------------------------------- the ablation switches reach the ops
+# Each test fails if its RoIHeadsConfig switch were ignored: the pooled features (what the box head receives)
+# and the mask loss are compared with the op or loss the switch names, and with what the other setting gives.
+
+def pooled_features(heads, feats, boxes):
+    """The RoI features the box head of `heads` receives for per-image `boxes` (a forward hook)."""
+    seen = []
+    handle = heads.box_head.register_forward_hook(lambda module, inputs, out: seen.append(inputs[0]))
+    with torch.no_grad():
+        heads.box_branch(feats, boxes)
+    handle.remove()
+    return seen[0]
+
+
+def one_level_heads(**kw):
+    return make_heads(pool_levels=("p3",), **kw)  # every RoI from P3 (stride 8), as the stride studies do
+
+
+def test_the_warp_switch_pools_with_roi_warp():
+    feats, proposals, _, _ = heads_inputs()
+    boxes = [proposals[0][:6] + 0.3, proposals[1][:4] + 0.7]  # corners off the stride-8 grid: warp rounds them
+    warp = pooled_features(one_level_heads(pooler="warp"), feats, boxes)
+    rois = torch.cat([torch.cat([torch.full((len(b), 1), float(i)), b], 1) for i, b in enumerate(boxes)])
+    torch.testing.assert_close(warp, roi_warp(feats["p3"], rois, (7, 7), 1 / 8, 2))
+    align = pooled_features(one_level_heads(pooler="align"), feats, boxes)
+    assert (warp - align).abs().max() > 0.05  # the rounding of the RoI moves what is read
+
+
+def test_the_max_switch_differs_from_avg_where_a_bin_is_not_constant():
+    feats, _, _, _ = heads_inputs()
+    feats = dict(feats)
+    p3 = feats["p3"].clone()
+    p3[:, :, :, :4] = 1.5  # the left half of P3 (image x < 32) is constant
+    feats["p3"] = p3
+    flat, busy = torch.tensor([[2.0, 4.0, 22.0, 50.0]]), torch.tensor([[36.0, 4.0, 62.0, 50.0]])
+    for box, constant in ((flat, True), (busy, False)):
+        avg = pooled_features(one_level_heads(pool_mode="avg"), feats, [box, torch.zeros(0, 4)])
+        mx = pooled_features(one_level_heads(pool_mode="max"), feats, [box, torch.zeros(0, 4)])
+        torch.testing.assert_close(mx, roi_align(feats["p3"], [box, torch.zeros(0, 4)], 7, 1 / 8, 2, mode="max"))
+        if constant:
+            torch.testing.assert_close(mx, avg)  # all samples equal: the max is the mean
+        else:
+            assert (mx >= avg - 1e-6).all() and (mx > avg + 1e-3).float().mean() > 0.9
+
+
+def test_the_aligned_switch_shifts_the_samples_by_half_a_cell():
+    # On a ramp f(y, x) = x bilinear sampling is exact, so each bin reads the mean x of its samples: aligned=True
+    # samples half a feature cell to the left of aligned=False, so every output is exactly 0.5 smaller.
+    feats, _, _, _ = heads_inputs()
+    ramp = torch.arange(8.0).expand(2, 4, 8, 8).clone()  # P3 of a 64-pixel image: 8 x 8 cells, f = x
+    feats = {**feats, "p3": ramp}
+    boxes = [torch.tensor([[9.0, 11.0, 47.0, 45.0]]), torch.zeros(0, 4)]
+    aligned = pooled_features(one_level_heads(aligned=True), feats, boxes)
+    unaligned = pooled_features(one_level_heads(aligned=False), feats, boxes)
+    torch.testing.assert_close(aligned, unaligned - 0.5)
+    torch.testing.assert_close(aligned, roi_align(ramp, boxes, 7, 1 / 8, 2, aligned=True))
+
+
+def test_the_softmax_switch_changes_the_mask_loss(monkeypatch):
+    """Same weights, same sampling: only L_mask changes, and it is the multinomial cross-entropy of the mask
+    logits over the classes (channel 0 the background) computed here by hand."""
+    from minimaskrcnn import roi_heads as roi_heads_module
+
+    feats, proposals, _, targets = heads_inputs()
+    calls = []
+    mask_loss = roi_heads_module.mask_loss
+    monkeypatch.setattr(roi_heads_module, "mask_loss",
+                        lambda *args: calls.append(args) or mask_loss(*args))
+    losses = {}
+    torch.manual_seed(0)
+    sigmoid = make_heads(mask_loss="sigmoid")
+    for kind in ("sigmoid", "softmax"):
+        heads = make_heads(mask_loss=kind)
+        heads.load_state_dict(sigmoid.state_dict())
+        torch.manual_seed(1)  # the same RoIs sampled for both
+        losses[kind] = heads.losses(feats, proposals, targets)
+    assert losses["softmax"]["loss_classifier"] == losses["sigmoid"]["loss_classifier"]
+    assert losses["softmax"]["loss_box"] == losses["sigmoid"]["loss_box"]
+    assert abs(losses["softmax"]["loss_mask"] - losses["sigmoid"]["loss_mask"]) > 1e-3
+    logits, labels, mask_targets_, kind = calls[-1]
+    assert kind == "softmax"
+    pixel_class = torch.where(mask_targets_ >= 0.5, labels[:, None, None], 0)  # (P, M, M)
+    by_hand = -logits.log_softmax(dim=1).gather(1, pixel_class[:, None]).mean()
+    torch.testing.assert_close(losses["softmax"]["loss_mask"], by_hand)
