@@ -8,8 +8,9 @@
     python -m minimaskrcnn predict --checkpoint runs/demo/last.pt photo.jpg --out predictions
     python -m minimaskrcnn download --split val2017                  # official COCO into data/coco
 
-Bad input (a missing file, a corrupt checkpoint, a NaN loss, CUDA out of memory) ends with a one-line
-`error: ...` and exit status 2; Ctrl-C during training saves a checkpoint and exits with 130.
+Bad input (a missing file, a corrupt checkpoint, a NaN loss, CUDA out of memory, a folder that cannot be
+written) ends with a one-line `error: ...` and exit status 2. Ctrl-C during training finishes the step, saves a
+checkpoint and exits with 130; SIGTERM does the same and exits with 143.
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ import torch
 from . import exercises, paths
 from .ablation import run as ablation_run
 from .training import DEMO, TrainConfig, build_datasets, resume_config, train
+from .training.runtime import check_device_name
+from .training.stop import Terminated
 
 # flag -> (TrainConfig field, type, help); defaults come from TrainConfig (or the resumed checkpoint)
 TRAIN_FLAGS = {
@@ -153,11 +156,22 @@ def train_config_from_args(args) -> TrainConfig:
     if "annotations" in given:
         given["data"] = "annotations"
         given.setdefault("val_split", None)  # a held-out set only when --val-annotations names one
-    if args.resume:
-        return resume_config(args.resume, **given)
-    data = given.pop("data", None) or str(paths.coco_root())
-    config = given.pop("config", None) or ("cpu_small" if data == "shapes" else "r50_fpn")
-    return TrainConfig(config=config, data=data, **given)
+    try:
+        if args.resume:
+            return resume_config(args.resume, **given)
+        data = given.pop("data", None) or str(paths.coco_root())
+        config = given.pop("config", None) or ("cpu_small" if data == "shapes" else "r50_fpn")
+        return TrainConfig(config=config, data=data, **given)
+    except ValueError as e:
+        raise in_flag_terms(e) from e
+
+
+def in_flag_terms(e: ValueError) -> ValueError:
+    """"TrainConfig.grad_clip must be ..." -> "--grad-clip must be ...": the message in what the user typed."""
+    message = str(e)
+    for flag, (field, *_) in TRAIN_FLAGS.items():
+        message = message.replace(f"TrainConfig.{field} ", f"{flag} ")
+    return ValueError(message)
 
 
 def cmd_train(args) -> None:
@@ -169,36 +183,16 @@ def cmd_train(args) -> None:
         print(summary_line(result.metrics, result.seconds))
 
 
-def evaluation_dataset(args, state: dict):
-    """The dataset `evaluate` scores: --annotations / --images, else --data (and --split), else the held-out set
-    recorded in the checkpoint (`data.sources`), else a one-line error saying how to name one."""
-    from .data import CocoDataset, ShapesDataset
-    from .data import sources
-
-    if (args.annotations is None) != (args.images is None):
-        raise ValueError("--annotations and --images go together: a COCO-format JSON and its image folder")
-    if args.annotations is not None:
-        return CocoDataset(ann_file=args.annotations, image_dir=args.images)
-    trained = state.get("train_config") or {}
-    if args.data == "shapes":
-        return ShapesDataset(args.num_images, trained.get("image_size", 128), seed=trained.get("data_seed", 0) + 1)
-    if args.data is not None:
-        return CocoDataset(paths.coco_root(args.data), args.split)
-    record = (state.get("data") or {}).get("val")
-    if record is not None:
-        return sources.rebuild(record)
-    raise ValueError(f"checkpoint {args.checkpoint} records no held-out set: name the data to evaluate on with "
-                     f"--annotations and --images, or --data (and --split)")
-
-
 def cmd_evaluate(args) -> None:
+    from .data.sources import evaluation_set
     from .evaluation import evaluate, summary_line
-
     from .predict import model_from_checkpoint
 
+    check_device_name("--device", args.device)
     start = time.perf_counter()
     model, state = model_from_checkpoint(args.checkpoint, args.device, min_size=args.min_size, max_size=args.max_size)
-    dataset = evaluation_dataset(args, state)
+    dataset = evaluation_set(state, args.checkpoint, args.annotations, args.images, args.data, args.split,
+                             args.num_images)
     trained_names = state.get("class_names")
     if dataset.num_classes != model.config.num_classes or (trained_names and trained_names != dataset.class_names):
         raise ValueError(f"checkpoint {args.checkpoint} was trained on {model.config.num_classes - 1} classes "
@@ -206,6 +200,9 @@ def cmd_evaluate(args) -> None:
                          f"{dataset.class_names[1:6]}...")
     name = Path(dataset.ann_file).stem if hasattr(dataset, "ann_file") else "shapes"
     out = Path(args.out) if args.out else Path(args.checkpoint).with_name(f"results_{name}.json")
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; name the results file, e.g. {out / 'results.json'}")
+    paths.writable_folder(out.parent)  # before the inference, whose results would be lost
     metrics = evaluate(model, dataset, args.batch_size, out_json=out)
     print(f"results: {out}")
     print(summary_line(metrics, time.perf_counter() - start))
@@ -214,6 +211,7 @@ def cmd_evaluate(args) -> None:
 def cmd_predict(args) -> None:
     from .predict import image_paths, load_predictor, predict_images
 
+    check_device_name("--device", args.device)
     images = image_paths(args.images)
     paths.writable_folder(Path(args.out))  # before a model is loaded
     model, names = load_predictor(args.checkpoint, args.weights, args.cache, args.device, min_size=args.min_size,
@@ -260,8 +258,11 @@ def cmd_demo(args) -> None:
     from .viz import detections_grid
 
     start = time.perf_counter()
-    cfg = dataclasses.replace(DEMO, out=args.out, num_val_images=args.num_val_images, device=args.device,
-                              iters=args.iters or DEMO.iters)
+    try:
+        cfg = dataclasses.replace(DEMO, out=args.out, num_val_images=args.num_val_images, device=args.device,
+                                  iters=DEMO.iters if args.iters is None else args.iters)
+    except ValueError as e:
+        raise in_flag_terms(e) from e
     result = train(cfg)
     _, val = build_datasets(cfg)
     model = result.model.eval()
@@ -284,17 +285,17 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict
 def main(argv=None) -> int:
     import matplotlib
 
-    from .data.download import DownloadError  # network failures: an OSError with a one-line message
-
     matplotlib.use("Agg")  # files only; no window, also on a machine without a display
     warnings.formatwarning = lambda message, *_, **__: f"warning: {message}\n"  # one line, no source line
     args = build_parser().parse_args(argv)
     try:
-        COMMANDS[args.command](args)
+        return COMMANDS[args.command](args) or 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FloatingPointError, torch.cuda.OutOfMemoryError, DownloadError) as e:
+    except Terminated as e:  # SIGTERM: the run saved and stopped; exit as a process killed by it would
+        print(f"error: {e}", file=sys.stderr)
+        return 128 + e.signum
+    except (ValueError, FloatingPointError, torch.cuda.OutOfMemoryError, OSError) as e:  # DownloadError included
         print(f"error: {e}", file=sys.stderr)
         return 2
-    return 0

@@ -8,7 +8,6 @@ Glossary: N boxes or masks, H, W image size.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -134,7 +133,9 @@ def draw_bins(ax, box, output_size: int, stride: float = 1.0, edgecolor="tab:blu
 
 def plot_loss_curves(log_path, out_path=None, keys=None):
     """Plot the loss components of a JSON-lines training log (one {"step": .., "loss_*": ..} per line)."""
-    records = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
+    from .training.log import read_records
+
+    records = read_records(log_path)
     records = [r for r in records if "step" in r]
     keys = keys or sorted({k for r in records for k in r if k.startswith("loss")})
     fig, ax = plt.subplots(figsize=(6, 3.5))

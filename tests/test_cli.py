@@ -162,3 +162,44 @@ def test_predict_draws_masks_boxes_labels_and_scores(tmp_path, monkeypatch, caps
     listed = json.loads((tmp_path / "pred" / "predictions.json").read_text())
     assert listed[0]["detections"] == [{"label": "circle", "score": 0.93, "box": [40.0, 25.0, 80.0, 65.0]}]
     assert "1 detection(s)" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def shapes_checkpoint(tmp_path_factory):
+    run = tmp_path_factory.mktemp("run")
+    assert cli.main(["train", "--data", "shapes", "--num-images", "4", "--num-val-images", "2", "--image-size", "64",
+                     "--iters", "1", "--batch-size", "2", "--out", str(run), "--no-progress"]) == 0
+    return run / "last.pt"
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(shapes_checkpoint, tmp_path, capsys,
+                                                                     monkeypatch):
+    from minimaskrcnn import evaluation
+
+    monkeypatch.setattr(evaluation, "evaluate", lambda *a, **k: pytest.fail("inference ran"))
+    blocker = tmp_path / "a_file"
+    blocker.write_text("in the way")
+    for argv in (["evaluate", "--checkpoint", str(shapes_checkpoint), "--out", str(blocker / "results.json")],
+                 ["evaluate", "--checkpoint", str(shapes_checkpoint), "--out", str(tmp_path)],
+                 ["train", "--data", "shapes", "--iters", "1", "--out", str(blocker)]):
+        capsys.readouterr()
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1, err
+        assert "cannot write to the folder" in err or "is a folder; name the results file" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--data", "shapes", "--grad-clip", "-1"], "--grad-clip must be a number > 0; got -1.0"),
+    (["train", "--data", "shapes", "--epochs", "-1"], "--epochs must be a number > 0; got -1.0"),
+    (["train", "--data", "shapes", "--epochs", "0"], "--epochs must be a number > 0; got 0.0"),
+    (["train", "--data", "shapes", "--max-size", "1"], "--max-size must be an integer >= 32; got 1"),
+    (["train", "--data", "shapes", "--device", "tpu"], "--device must be 'auto', 'cpu', 'cuda', 'cuda:<index>'"),
+    (["demo", "--iters", "0"], "--iters must be an integer >= 1; got 0"),
+    (["evaluate", "--checkpoint", "x.pt", "--device", "tpu"], "--device must be 'auto', 'cpu', 'cuda'"),
+    (["predict", "--checkpoint", "x.pt", "a.png", "--device", "tpu"], "--device must be 'auto', 'cpu', 'cuda'"),
+])
+def test_bad_flags_are_one_line_errors_naming_the_flag(argv, message, capsys, tmp_path):
+    assert cli.main(argv + (["--out", str(tmp_path / "out")] if argv[0] in ("train", "demo") else [])) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and err.count("\n") == 1, err

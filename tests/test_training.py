@@ -6,6 +6,13 @@ synthetic shapes; tests/test_train_coco.py and the real-model tests below use Ma
 """
 import json
 import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -337,3 +344,156 @@ def test_cuda_amp_trains_the_real_model(tmp_path, amp):
     assert next(result.model.parameters()).is_cuda
     state = read_checkpoint(result.out / "last.pt")
     assert (state["scaler"] is not None) == (amp == "fp16")
+
+
+# ---------------------------------------------------------------- nothing a run did is lost or overwritten
+
+def same_run(a, b):
+    """Two runs' logs and final weights agree bit for bit."""
+    ra, rb = records(a.out), records(b.out)
+    assert [r["step"] for r in ra] == [r["step"] for r in rb]
+    for x, y in zip(ra, rb):
+        for k in ("loss", *LOSS_NAMES):
+            assert x[k] == y[k], (x["step"], k)
+    for k, v in a.model.state_dict().items():
+        assert torch.equal(v, b.model.state_dict()[k]), k
+
+
+def signal_in_forward(model, step: int, signum=None, error=None):
+    """Send `signum` to this process (or raise `error`) from inside the model's forward pass of training step
+    `step`, after the first BatchNorm has already updated its running statistics."""
+    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    calls = []
+
+    def hook(module, inputs, output):
+        calls.append(1)
+        if len(calls) == step and module.training:
+            if signum is not None:
+                os.kill(os.getpid(), signum)
+            else:
+                raise error
+
+    bn.register_forward_hook(hook)
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "ctrl-c twice"])
+def test_an_interrupt_mid_forward_resumes_bit_for_bit(tmp_path, one_thread, how):
+    """BatchNorm updates its statistics during the forward pass: a checkpoint saved where the interrupt landed
+    would be one batch ahead. The first Ctrl-C lets the step finish and saves after it; a second one (a raw
+    KeyboardInterrupt where it lands) saves the state before the step, BatchNorm statistics restored."""
+    from minimaskrcnn.model import MaskRCNN
+
+    kw = dict(iters=6, optimizer="adamw", lr=1e-3, warmup_iters=2, batch_size=2)
+    train_set = ShapesDataset(8, image_size=64, seed=4, transforms=RandomHorizontalFlip(0.5))
+
+    def model():
+        torch.manual_seed(1)
+        return MaskRCNN(tiny_model_config())
+
+    straight = training.train(toy_cfg(tmp_path, "straight", **kw), model=model(), train_set=train_set)
+    stopped = model()
+    if how == "ctrl-c":
+        signal_in_forward(stopped, 3, signum=signal.SIGINT)
+    else:
+        signal_in_forward(stopped, 3, error=KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        training.train(toy_cfg(tmp_path, "stopped", **kw), model=stopped, train_set=train_set)
+    saved = read_checkpoint(tmp_path / "stopped" / "last.pt")["progress"]["step"]
+    assert saved == (3 if how == "ctrl-c" else 2)
+    resumed = training.train(toy_cfg(tmp_path, "stopped", resume=str(tmp_path / "stopped" / "last.pt"), **kw),
+                             model=model(), train_set=train_set)
+    same_run(straight, resumed)
+
+
+def test_sigterm_saves_after_the_step_and_exits_143(tmp_path):
+    """`docker stop` and a preempted cluster job send SIGTERM: the CLI run saves last.pt, exits 143, and
+    resumes to the same result as a run that was never stopped."""
+    argv = [sys.executable, "-m", "minimaskrcnn", "train", "--data", "shapes", "--num-images", "8",
+            "--num-val-images", "0", "--image-size", "64", "--min-size", "64", "--max-size", "64",
+            "--iters", "30", "--batch-size", "2", "--log-every", "1", "--optimizer", "adamw", "--lr", "1e-3",
+            "--warmup-iters", "2", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(argv + ["--out", str(tmp_path / "straight")], check=True, env=env, capture_output=True)
+    proc = subprocess.Popen(argv + ["--out", str(tmp_path / "run")], env=env, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "run" / "metrics.jsonl"
+    while proc.poll() is None and not (log.exists() and log.read_text().count("\n") >= 3):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    step = read_checkpoint(tmp_path / "run" / "last.pt")["progress"]["step"]
+    assert 3 <= step < 30 and err.strip().splitlines()[-1].startswith(f"error: stopped at step {step}: saved")
+    subprocess.run([sys.executable, "-m", "minimaskrcnn", "train", "--resume", str(tmp_path / "run" / "last.pt")],
+                   check=True, env=env, capture_output=True)
+    a, b = records(tmp_path / "straight"), records(tmp_path / "run")
+    assert [r["step"] for r in b] == list(range(1, 31))
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]
+
+
+def test_an_error_outside_the_update_saves_unless_the_weights_are_not_finite(tmp_path):
+    torch.manual_seed(0)
+    model = ToyModel()
+    model.forward = Interrupt(model, 5, RuntimeError("disk full"))
+    with pytest.raises(RuntimeError, match=r"disk full; saved .*last\.pt at step 4: fix the problem"):
+        training.train(toy_cfg(tmp_path, "a"), model=model, train_set=shapes())
+    assert read_checkpoint(tmp_path / "a" / "last.pt")["progress"]["step"] == 4
+
+    torch.manual_seed(0)
+    model = ToyModel()
+    forward = model.forward
+
+    def poison_then_fail(images, targets=None):  # the weights go bad, then something fails
+        poison_then_fail.calls += 1
+        if poison_then_fail.calls == 6:
+            with torch.no_grad():
+                model.head.weight[0, 0] = float("inf")
+            raise RuntimeError("disk full")
+        return forward(images, targets)
+
+    poison_then_fail.calls = 0
+    model.forward = poison_then_fail
+    with pytest.raises(RuntimeError, match="the weights are not finite, so .*last.pt is left as it was"):
+        training.train(toy_cfg(tmp_path, "b", ckpt_every=4), model=model, train_set=shapes())
+    state = read_checkpoint(tmp_path / "b" / "last.pt")
+    assert state["progress"]["step"] == 4 and all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_resume_writes_beside_the_checkpoint_it_resumes_from(tmp_path):
+    """A checkpoint copied into another folder continues there; the run it came from is not touched."""
+    first = toy_train(toy_cfg(tmp_path, "a", stop_at=3))
+    copy = tmp_path / "b" / "last.pt"
+    copy.parent.mkdir()
+    shutil.copy(first.out / "last.pt", copy)
+    before = {p.name: p.read_bytes() for p in first.out.iterdir()}
+    resumed = toy_train(training.resume_config(copy))
+    assert resumed.out == copy.parent and read_checkpoint(copy)["progress"]["step"] == 8
+    assert {p.name: p.read_bytes() for p in first.out.iterdir()} == before
+    with pytest.raises(ValueError, match=r"TrainConfig.out .*c is not the folder of .*b/last.pt"):
+        training.resume_config(copy, out=str(tmp_path / "c"))
+    with pytest.raises(ValueError, match="a resumed run writes beside the checkpoint"):
+        toy_train(toy_cfg(tmp_path, "c", resume=str(copy)))
+
+
+def test_stop_at_is_not_carried_over_into_the_resumed_run(tmp_path):
+    first = toy_train(toy_cfg(tmp_path, stop_at=3))
+    cfg = training.resume_config(first.out / "last.pt")
+    assert cfg.stop_at is None
+    assert toy_train(cfg).step == 8
+
+
+def test_a_torn_last_line_of_the_log_does_not_block_resume(tmp_path):
+    first = toy_train(toy_cfg(tmp_path, stop_at=3))
+    with open(first.out / "metrics.jsonl", "a") as f:
+        f.write('{"step": 4, "epoch": 0, "lr": 0.05, "loss": 1.2')  # killed mid-write
+    with pytest.warns(UserWarning, match=r"metrics.jsonl: line 4 is not a JSON record"):
+        resumed = toy_train(training.resume_config(first.out / "last.pt"))
+    assert [r["step"] for r in records(resumed.out)] == list(range(1, 9))
+
+
+def test_bad_settings_are_refused_when_the_config_is_built():
+    for field, value, words in [("grad_clip", -1.0, "> 0"), ("epochs", -1.0, "> 0"), ("epochs", 0, "> 0"),
+                                ("iters", 0, ">= 1"), ("max_size", 1, ">= 32"), ("min_size", 8, ">= 32"),
+                                ("device", "tpu", "'auto', 'cpu', 'cuda', 'cuda:<index>' or 'mps'"),
+                                ("optimizer", "adam", "'sgd', 'adamw'"), ("milestones", (0.9, 0.5), "increasing")]:
+        with pytest.raises(ValueError, match=re.escape(f"TrainConfig.{field} ") + ".*" + re.escape(words)):
+            TrainConfig(**{field: value})

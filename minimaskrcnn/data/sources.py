@@ -1,6 +1,6 @@
 """Which data a run trained on: a record that goes into every checkpoint, and the dataset rebuilt from it.
 
-`evaluate` and `train --resume` read a checkpoint's record, so that a model trained on your own export is
+`evaluate` (`evaluation_set`) and `train --resume` read a checkpoint's record, so that a model trained on your own export is
 evaluated on your own held-out images, not silently on the synthetic shapes, and a resumed run continues on
 the data it started with. A record is a plain dict (checkpoints load with weights_only=True):
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import paths
 from .coco import CocoDataset
 from .shapes import ShapesDataset
 
@@ -41,3 +42,24 @@ def rebuild(record: dict, transforms=None, skip_empty: bool = False):
     raise ValueError(f"the data was a dataset object given to train() ({record.get('name', '?')}), which cannot "
                      f"be rebuilt from a checkpoint: pass it again (train(..., train_set=...)), or name COCO-format "
                      f"data with --annotations and --images")
+
+
+def evaluation_set(state: dict, checkpoint, annotations=None, images=None, data=None, split: str = "val2017",
+                   num_images: int = 200):
+    """The dataset `evaluate` scores a checkpoint (its dict `state`) on: `annotations` with `images` (a COCO-format
+    JSON and its folder), else `data` ("shapes", or a COCO root and its `split`), else the held-out set recorded
+    in the checkpoint, else a one-line error saying how to name one."""
+    if (annotations is None) != (images is None):
+        raise ValueError("--annotations and --images go together: a COCO-format JSON and its image folder")
+    if annotations is not None:
+        return CocoDataset(ann_file=annotations, image_dir=images)
+    trained = state.get("train_config") or {}
+    if data == "shapes":
+        return ShapesDataset(num_images, trained.get("image_size", 128), seed=trained.get("data_seed", 0) + 1)
+    if data is not None:
+        return CocoDataset(paths.coco_root(data), split)
+    record = (state.get("data") or {}).get("val")
+    if record is not None:
+        return rebuild(record)
+    raise ValueError(f"checkpoint {checkpoint} records no held-out set: name the data to evaluate on with "
+                     f"--annotations and --images, or --data (and --split)")

@@ -12,9 +12,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from .. import config as config_lib
+from ..config import check_choice, check_fraction, check_number
 from .checkpoint import read_checkpoint
+from .runtime import AMP_DTYPES, check_device_name
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("step", "cosine")
 
 
 @dataclass
@@ -64,39 +70,73 @@ class TrainConfig:
     stop_at: int | None = None  # end this run after this step (the schedule still spans iters)
     progress: bool = True  # tqdm progress bar
 
+    def __post_init__(self):
+        """Every field checked once, here (dataclasses.replace and resume_config come through here too)."""
+        own = "TrainConfig"
+        check_choice(own, "config", self.config, tuple(config_lib.PRESETS))
+        check_choice(own, "optimizer", self.optimizer, OPTIMIZERS)
+        check_choice(own, "schedule", self.schedule, SCHEDULES)
+        check_choice(own, "amp", self.amp, tuple(AMP_DTYPES))
+        for name in ("flip", "progress"):
+            check_choice(own, name, getattr(self, name), (False, True))
+        for name in ("batch_size", "iters", "log_every", "ckpt_every", "num_images"):
+            check_number(own, name, getattr(self, name), 1, integer=True)
+        for name in ("num_val_images", "warmup_iters", "eval_every", "num_workers", "seed", "data_seed"):
+            check_number(own, name, getattr(self, name), 0, integer=True)
+        check_number(own, "image_size", self.image_size, 16, integer=True)
+        for name in ("min_size", "max_size"):  # at least one cell of the coarsest map, as TransformConfig
+            if getattr(self, name) is not None:
+                check_number(own, name, getattr(self, name), 32, integer=True)
+        if self.min_size is not None and self.max_size is not None:
+            check_number(own, "max_size", self.max_size, self.min_size, integer=True)
+        for name in ("epochs", "lr", "grad_clip"):  # None: not set (no epochs, the paper's lr, no clipping)
+            if getattr(self, name) is not None:
+                check_number(own, name, getattr(self, name), 0, low_open=True)
+        if self.stop_at is not None:
+            check_number(own, "stop_at", self.stop_at, 1, integer=True)
+        check_number(own, "momentum", self.momentum, 0.0, 1.0, high_open=True)
+        check_number(own, "weight_decay", self.weight_decay, 0.0)
+        check_number(own, "warmup_factor", self.warmup_factor, 0.0, 1.0, low_open=True)
+        check_number(own, "gamma", self.gamma, 0.0, low_open=True)
+        self.milestones = tuple(self.milestones)
+        for m in self.milestones:
+            check_fraction(own, "milestones", m)
+        if list(self.milestones) != sorted(self.milestones):
+            raise ValueError(f"{own}.milestones must be increasing fractions of iters; got {self.milestones}")
+        check_device_name("TrainConfig.device", self.device)
+        for a, b in (("annotations", "images"), ("val_annotations", "val_images")):
+            if (getattr(self, a) is None) != (getattr(self, b) is None):
+                raise ValueError(f"{own}.{a} and {own}.{b} go together (a COCO JSON and its image folder)")
+
 
 def resolve(cfg: TrainConfig, num_images: int, world_size: int = 1) -> TrainConfig:
-    """cfg with lr and iters filled in; validates the choices (ValueError naming the field)."""
-    checks = {"optimizer": ("sgd", "adamw"), "schedule": ("step", "cosine"), "amp": ("off", "fp16", "bf16")}
-    for name, allowed in checks.items():
-        if getattr(cfg, name) not in allowed:
-            raise ValueError(f"TrainConfig.{name} must be one of {allowed}, got {getattr(cfg, name)!r}")
-    for name in ("batch_size", "iters", "log_every", "ckpt_every"):
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(cfg, name)}")
-    pairs = (("annotations", "images"), ("val_annotations", "val_images"))
-    for a, b in pairs:
-        if (getattr(cfg, a) is None) != (getattr(cfg, b) is None):
-            raise ValueError(f"TrainConfig.{a} and TrainConfig.{b} go together (a COCO JSON and its image folder)")
+    """cfg with lr and iters filled in for `num_images` training images and `world_size` processes."""
     global_batch = cfg.batch_size * world_size
     if num_images < global_batch:
         raise ValueError(f"the training set has {num_images} images, fewer than one global batch "
                          f"({cfg.batch_size} per process x {world_size}); lower batch_size")
-    iters = math.ceil(cfg.epochs * num_images / global_batch) if cfg.epochs else cfg.iters
+    iters = math.ceil(cfg.epochs * num_images / global_batch) if cfg.epochs is not None else cfg.iters
     lr = cfg.lr
     if lr is None:  # Sec. 3.1: 0.02 for 16 images, scaled linearly (Goyal et al.)
         lr = 0.02 * global_batch / 16 if cfg.optimizer == "sgd" else 1e-3
-    return dataclasses.replace(cfg, iters=iters, lr=lr, milestones=tuple(cfg.milestones))
+    return dataclasses.replace(cfg, iters=iters, lr=lr)
 
 
 def resume_config(path, **overrides) -> TrainConfig:
     """The TrainConfig a checkpoint was trained with, with `overrides` applied and resume=path: continue
-    a run without repeating its settings (as `train --resume` does)."""
+    a run without repeating its settings (as `train --resume` does).
+
+    The run continues beside the checkpoint it resumes from (out = its folder), not in the folder stored in it:
+    a checkpoint copied elsewhere must not write into the run it came from. Another `out` is refused."""
+    folder = Path(path).parent
+    if overrides.get("out") is not None and Path(overrides["out"]).resolve() != folder.resolve():
+        raise ValueError(f"TrainConfig.out {overrides['out']} is not the folder of {path}: a resumed run writes "
+                         f"beside the checkpoint it resumes from (copy it into {overrides['out']} to go on there)")
     stored = read_checkpoint(path).get("train_config") or {}
     stored = {k: v for k, v in stored.items() if k != "stop_at"}  # where the last call stopped, not this one
     known = {f.name for f in dataclasses.fields(TrainConfig)}
-    cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in known})
-    return dataclasses.replace(cfg, **overrides, resume=str(path))
+    cfg = TrainConfig(**{k: v for k, v in stored.items() if k in known})
+    return dataclasses.replace(cfg, **{**overrides, "out": str(folder)}, resume=str(path))
 
 
 def build_model_config(cfg: TrainConfig, num_classes: int) -> config_lib.ModelConfig:

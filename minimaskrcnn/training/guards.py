@@ -3,6 +3,7 @@ loss (stopped before it reaches the weights), and an error while loading a batch
 DataLoader worker process."""
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
@@ -10,23 +11,39 @@ import torch
 import torch.distributed as dist
 
 
-def loss_values(losses: dict, step: int, world: int, last_ckpt: Path) -> dict:
-    """Loss components as floats, averaged over processes; FloatingPointError when one is NaN or Inf.
+def loss_values(losses: dict, step: int, world: int, last_ckpt: Path, stop: bool = False) -> tuple[dict, bool]:
+    """(loss components as floats averaged over processes, whether any process was asked to stop);
+    FloatingPointError when a component is NaN or Inf.
 
-    Checked before backward, so the poisoned step never reaches the weights or a checkpoint. The
-    average is taken on every step so that every process sees the same values and stops together."""
-    vec = torch.stack([v.detach().float() for v in losses.values()])  # (number of components,)
+    Checked before backward, so the poisoned step never reaches the weights or a checkpoint. The average is
+    taken on every step, with the stop request of each process, so that every process sees the same values
+    and all stop at the same step."""
+    flag = next(iter(losses.values())).new_tensor(float(stop), dtype=torch.float32)
+    vec = torch.stack([v.detach().float() for v in losses.values()] + [flag])  # (components + 1,)
     if world > 1:
         dist.all_reduce(vec)
         vec /= world
-    values = dict(zip(losses, vec.tolist()))
+    *components, stopping = vec.tolist()
+    values = dict(zip(losses, components))
     for name, v in values.items():
         if not math.isfinite(v):
             kept = f"the last good checkpoint {last_ckpt} is left as it was" if last_ckpt.exists() \
                 else "no checkpoint had been written yet"
             raise FloatingPointError(f"loss component {name!r} is {v} at step {step}; training stopped "
                                      f"before this step's update, {kept}. Try a lower lr or gradient clipping.")
-    return values
+    return values, stopping > 0
+
+
+@contextlib.contextmanager
+def out_of_memory_hint(cfg, where: str):
+    """CUDA out of memory, re-raised with what to lower: the batch, the image size, or the precision."""
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError as e:
+        raise torch.cuda.OutOfMemoryError(
+            f"CUDA out of memory {where} (batch_size={cfg.batch_size}, min_size={cfg.min_size}, "
+            f"max_size={cfg.max_size}): lower --batch-size, or the image size with --min-size / --max-size, "
+            f"or turn on --amp\n{e}") from e
 
 
 def headline_ap(metrics: dict) -> float:

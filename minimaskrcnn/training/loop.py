@@ -22,17 +22,19 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .. import config as config_lib
+from .. import paths
 from ..data import collate
 from ..data.sources import describe
 from ..evaluation import evaluate
 from .checkpoint import copy_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig, build_model_config, resolve
 from .datasets import build_datasets, recorded_data
-from .guards import headline_ap, loss_values, one_line_errors, with_message
+from .guards import headline_ap, loss_values, one_line_errors, out_of_memory_hint, with_message
 from .log import append_record, drop_records_after
-from .runtime import amp_dtype, grad_scaler, init_distributed, oom_hint, pick_device, seed_everything
+from .runtime import amp_dtype, grad_scaler, init_distributed, pick_device, seed_everything
 from .sampler import ResumableSampler, SeededSamples
 from .schedule import build_optimizer, lr_at
+from .stop import StopRequests
 
 
 @dataclass
@@ -59,34 +61,37 @@ class Progress:
 def train(cfg: TrainConfig, model_config=None, model=None, train_set=None, val_set=None) -> TrainResult:
     """Train as `cfg` says, writing cfg.out/{metrics.jsonl, last.pt, best.pt, loss_curve.png}.
 
-    model_config, model, train_set, val_set replace what cfg would build (a tweaked preset, a toy model
-    in a test, your own dataset); the model must map (images, targets) to an object with `.losses`.
-    Raises FloatingPointError when a loss is NaN or Inf (naming the step and component; the last good
-    checkpoint is left intact), torch.cuda.OutOfMemoryError with a hint, and KeyboardInterrupt on Ctrl-C
-    after saving last.pt. Any other error outside the weight update (a corrupt image...) saves last.pt first.
+    model_config, model, train_set, val_set replace what cfg would build (a tweaked preset, a toy model in a
+    test, your own dataset); the model maps (images, targets) to an object with `.losses`. Nothing done is lost:
+    Ctrl-C and SIGTERM save at the step's end (stop.py); other errors outside the update save, then raise; a
+    NaN loss raises FloatingPointError before it reaches the weights (guards.py).
     """
     run = Run(cfg, model_config, model, train_set, val_set)
-    try:
-        for images, targets in run.batches():
-            values = run.update(images, targets)
-            run.count(values)
-            last = run.progress.step >= run.stop
-            if last or run.every(run.cfg.log_every):
-                run.log()
-            evaluated = run.every(run.cfg.eval_every) and run.evaluate()
-            if evaluated or last or run.every(run.cfg.ckpt_every):
-                run.save()
-            if last:
-                break
-    except KeyboardInterrupt:
-        run.interrupted()
-        raise
-    except FloatingPointError:  # a NaN loss: the last good checkpoint stays as it was (see loss_values)
-        raise
-    except Exception as e:  # a corrupt image, a full disk...: keep the steps done so far, then stop
-        raise run.failed(e) from e
-    finally:
-        run.bar.close()
+    with StopRequests(announce=run.rank == 0) as stop:
+        try:
+            for images, targets in run.batches():
+                values = run.update(images, targets, stop)
+                run.count(values)
+                last = run.progress.step >= run.stop
+                if last or run.every(run.cfg.log_every):
+                    run.log()
+                evaluated = run.every(run.cfg.eval_every) and run.evaluate()
+                if evaluated or last or run.signalled or run.every(run.cfg.ckpt_every):
+                    run.save()
+                if last or run.signalled:
+                    break
+        except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread: it landed anywhere
+            run.interrupted()
+            raise
+        except FloatingPointError:  # a NaN loss: the last good checkpoint stays as it was (see loss_values)
+            raise
+        except Exception as e:  # a corrupt image, a full disk...: keep the steps done so far, then stop
+            raise run.failed(e) from e
+        finally:
+            run.bar.close()
+        if run.signalled:
+            stop.raise_stop(f"stopped at step {run.progress.step}: saved {run.last_ckpt}; continue with "
+                            f"--resume {run.last_ckpt}")
     return run.finish()
 
 
@@ -121,11 +126,14 @@ class Run:
         self.scaler = grad_scaler(cfg.amp == "fp16")
         self.out = Path(cfg.out)
         self.log_path, self.last_ckpt = self.out / "metrics.jsonl", self.out / "last.pt"
+        if cfg.resume and self.out.resolve() != Path(cfg.resume).resolve().parent:
+            raise ValueError(f"TrainConfig.out {cfg.out} is not the folder of {cfg.resume}: a resumed run writes "
+                             f"beside the checkpoint it resumes from (training.resume_config sets it)")
         if self.rank == 0:
-            self.out.mkdir(parents=True, exist_ok=True)
+            paths.writable_folder(self.out)  # now, not after the first hour of training
         self.progress = self.resume() if cfg.resume else self.fresh()
         self.stop = min(cfg.stop_at or cfg.iters, cfg.iters)
-        self.metrics, self.updating, self.rngs_now = None, False, rng_state()
+        self.metrics, self.updating, self.signalled, self.rngs_now = None, False, False, rng_state()
         self.tic = time.perf_counter()
         self.bar = tqdm(total=cfg.iters, initial=self.progress.step, desc="train", dynamic_ncols=True,
                         disable=not cfg.progress or self.rank != 0)
@@ -166,15 +174,18 @@ class Run:
                        [{k: v.to(self.device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets])
             p.epoch, p.batch = p.epoch + 1, 0  # the epoch ran out before the run stopped
 
-    def update(self, images, targets) -> dict[str, float]:
-        """One optimizer step at the scheduled lr; the loss components as floats."""
+    def update(self, images, targets, stop: StopRequests) -> dict[str, float]:
+        """One optimizer step at the scheduled lr; the loss components as floats. Sets `signalled` when a
+        process was asked to stop (all processes agree on it through the losses' all-reduce)."""
+        self.buffers = [b.detach().clone() for b in self.model.buffers()]  # BatchNorm's, in case of an interrupt
         self.lr = lr_at(self.progress.step, self.cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
-        try:
+        with out_of_memory_hint(self.cfg, f"at step {self.progress.step + 1}"):
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                 losses = self.net(images, targets).losses
-            values = loss_values(losses, self.progress.step + 1, self.world, self.last_ckpt)
+            values, self.signalled = loss_values(losses, self.progress.step + 1, self.world, self.last_ckpt,
+                                                 stop.requested is not None)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(sum(losses.values())).backward()
             self.updating = True  # from here until the update is done, the weights are in flux
@@ -184,10 +195,7 @@ class Run:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.updating = False
-        except torch.cuda.OutOfMemoryError as e:
-            cfg = self.cfg
-            hint = oom_hint(cfg.batch_size, cfg.min_size, cfg.max_size, f"at step {self.progress.step + 1}")
-            raise torch.cuda.OutOfMemoryError(f"{hint}\n{e}") from e
+        self.signalled = self.signalled or (self.world == 1 and stop.requested is not None)
         return values
 
     def count(self, values: dict[str, float]) -> None:
@@ -259,21 +267,35 @@ class Run:
                 "label_to_cat_id": dict(getattr(self.train_set, "label_to_cat_id", {}))}
 
     def interrupted(self) -> None:
-        """Ctrl-C: save the weights after the last finished step, unless an update was half done."""
-        if self.rank == 0 and not self.updating:
-            save_checkpoint(self.last_ckpt, self.state([self.rngs_now]))
+        """Stopped at once: save the state after the last finished step, with the BatchNorm statistics of
+        before the step under way, unless its update had begun (then last.pt is left as it was)."""
+        if self.rank != 0:
+            return
+        if self.updating:
+            print(f"\ninterrupted during an update; {self.last_ckpt} is left as it was")
+            return
+        for buffer, before in zip(self.model.buffers(), getattr(self, "buffers", [])):
+            buffer.copy_(before)
+        if self.save_after_error():
             print(f"\ninterrupted at step {self.progress.step}: saved {self.last_ckpt}; "
                   f"continue with --resume {self.last_ckpt}")
-        elif self.rank == 0:
-            print(f"\ninterrupted during an update; {self.last_ckpt} is left as it was")
 
     def failed(self, e: Exception) -> Exception:
         """Save the steps done so far (outside an update), and say so in the error to raise."""
         if self.rank != 0 or self.updating:
             return e
-        save_checkpoint(self.last_ckpt, self.state([self.rngs_now]))
+        if not self.save_after_error():
+            return with_message(e, f"{e}; the weights are not finite, so {self.last_ckpt} is left as it was")
         return with_message(e, f"{e}; saved {self.last_ckpt} at step {self.progress.step}: fix the problem and "
                                f"continue with --resume {self.last_ckpt}")
+
+    def save_after_error(self) -> bool:
+        """last.pt with the state after the last finished step, unless a weight or statistic is NaN or
+        infinite (a good checkpoint is not overwritten with a broken one); whether it saved."""
+        finite = all(bool(t.isfinite().all()) for t in self.model.state_dict().values() if t.is_floating_point())
+        if finite:
+            save_checkpoint(self.last_ckpt, self.state([self.rngs_now]))
+        return finite
 
     def finish(self) -> TrainResult:
         """The final evaluation (unless the last step had one), the loss curve, and the result."""

@@ -27,8 +27,23 @@ def init_distributed() -> tuple[int, int, int]:
     return (dist.get_rank(), dist.get_world_size(), local_rank) if dist.is_initialized() else (0, 1, 0)
 
 
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
+def check_device_name(what: str, name) -> None:
+    """ValueError naming `what` (e.g. "TrainConfig.device") unless `name` is "auto" or a device torch knows, of a type we run on.
+    Whether that device is present is checked when the run starts (`pick_device`)."""
+    try:
+        ok = name == "auto" or torch.device(name).type in DEVICE_TYPES
+    except (RuntimeError, TypeError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{what} must be 'auto', 'cpu', 'cuda', 'cuda:<index>' or 'mps'; got {name!r}")
+
+
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
     """"auto": this process's GPU when there is one, else the CPU; otherwise the device named."""
+    check_device_name("the device", name)
     if name == "auto":
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
@@ -56,8 +71,3 @@ def grad_scaler(enabled: bool):
     if hasattr(torch.amp, "GradScaler"):  # torch >= 2.3
         return torch.amp.GradScaler("cuda", enabled=enabled)
     return torch.cuda.amp.GradScaler(enabled=enabled)
-
-
-def oom_hint(batch_size: int, min_size, max_size, where: str) -> str:
-    return (f"CUDA out of memory {where} (batch_size={batch_size}, min_size={min_size}, max_size={max_size}): "
-            f"lower --batch-size, or the image size with --min-size / --max-size, or turn on --amp")
