@@ -55,7 +55,7 @@ def draw_boxes(ax, boxes, colors=None, labels=None, linewidth=1.5, linestyle="-"
         ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor=c,
                                linewidth=linewidth, linestyle=linestyle, alpha=alpha))
         if labels is not None and labels[i]:
-            ax.text(x1 - 0.5, y1 - 1.5, labels[i], fontsize=7, color="white", va="bottom",
+            ax.text(x1 - 0.5, y1 - 1.5, labels[i], fontsize=8, color="white", va="bottom",
                     bbox=dict(facecolor=c, alpha=0.8, pad=1, edgecolor="none"))
     return ax
 
@@ -146,7 +146,7 @@ def plot_loss_curves(log_path, out_path=None, keys=None):
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss")
     ax.set_yscale("log")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     if out_path is not None:
@@ -231,7 +231,7 @@ def activation_grid(maps, num: int = 16, cols: int = 8, size: float = 1.1, title
         ax.axis("off")
     for ax, c in zip(axes.flat, order.tolist()):
         ax.imshow(maps[c].numpy(), cmap=cmap, interpolation="nearest")
-        ax.set_title(f"ch {c}", fontsize=7)
+        ax.set_title(f"ch {c}", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
@@ -277,7 +277,7 @@ def show_level_maps(maps: dict, cmap: str = "viridis", vmin=None, vmax=None, siz
         ax.set_xticks([])
         ax.set_yticks([])
         if colorbar:
-            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=7)
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=8)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()

@@ -53,14 +53,14 @@ def plot_against_paper(results: dict[str, dict], metric: str = "mask_AP75", cols
                 ax.bar(i + 0.2, entry["paper"], 0.4, color="white", edgecolor="tab:orange", hatch="///",
                        label="paper" if i == 0 else None)
         ticks = [r["label"].replace(" (", "\n(").replace(", ", "\n") for r in data["summary"]]  # a line per part
-        ax.set_xticks(range(len(ticks)), ticks, fontsize=7)
+        ax.set_xticks(range(len(ticks)), ticks, fontsize=8)
         ax.set_title(data["title"], fontsize=8)
         ax.set_ylim(0, 100)
-        ax.tick_params(axis="y", labelsize=7)
+        ax.tick_params(axis="y", labelsize=8)
     for ax in axes.flat[len(results):]:
         ax.axis("off")
     axes.flat[0].set_ylabel(f"{metric.replace('_', ' ')} x 100", fontsize=8)
-    axes.flat[0].legend(fontsize=7, loc="upper left")
+    axes.flat[0].legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig
 
@@ -86,7 +86,7 @@ def plot_effects(results: dict[str, dict]):
             ax.bar(i + 0.2, paper, 0.4, color="white", edgecolor="tab:orange", hatch="///",
                    label="paper" if i == 0 else None)
     ax.axhline(0, color="k", linewidth=0.8)
-    ax.set_xticks(range(len(names)), names, fontsize=7)
+    ax.set_xticks(range(len(names)), names, fontsize=8)
     ax.set_ylabel("difference, AP points")
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
