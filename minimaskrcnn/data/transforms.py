@@ -1,6 +1,7 @@
 """Training-time augmentation and batching.
 
-The paper trains with horizontal flips only (Sec. 3.1, "Training"); scale jitter is an optional extra.
+Sec. 3.1 of the paper ("Training") names no augmentation; Detectron, whose recipe the paper uses, and
+torchvision flip images horizontally at random, and so do we. Scale jitter is an optional extra.
 Every transform maps (image, target) -> (image, target) and keeps boxes and masks in step with the
 image. Random draws use torch's generator, so `torch.manual_seed` (and DataLoader worker seeding)
 makes them reproducible.

@@ -42,7 +42,7 @@ class TrainConfig:
     data_seed: int = 0  # seed of the synthetic training images (held-out ones: data_seed + 1)
     min_size: int | None = None  # override of the model's transform.min_size (shorter side, pixels)
     max_size: int | None = None  # override of transform.max_size (longer side cap, pixels)
-    flip: bool = True  # random horizontal flips, the paper's only augmentation
+    flip: bool = True  # random horizontal flips (Detectron's and torchvision's default; Sec. 3.1 names none)
     # optimization
     batch_size: int = 2  # images per step per process (paper: 2 per GPU, 16 in all)
     iters: int = 1000  # optimizer steps in all (paper: 160k at batch 16)
