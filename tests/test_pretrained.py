@@ -23,29 +23,18 @@ from torch import nn
 from minimaskrcnn import cli, pretrained
 from minimaskrcnn.data.download import DownloadError
 from minimaskrcnn.resnet import FrozenBatchNorm2d
+from test_torchvision_equivalence import randomize as randomize_for_equivalence
 
 SIZES = dict(min_size=128, max_size=160)
 DETECTIONS = 10
 
 
 def randomize(tv: nn.Module) -> nn.Module:
-    """Non-trivial BN statistics (fresh BN is the identity, which would hide a wrong conversion), with a few
-    stem channels of small variance, where eps 1e-5 instead of 0 changes the output; a wide spread of RPN
-    objectness and classifier biases that lift classes 1..6 above the 0.05 score threshold."""
-    g = torch.Generator().manual_seed(0)
+    """The equivalence test's randomization (non-trivial BN statistics, RPN and classifier spread), plus a few
+    stem channels of small variance, where eps 1e-5 instead of 0 changes the output."""
+    tv = randomize_for_equivalence(tv)
     with torch.no_grad():
-        for m in tv.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                c = m.running_mean.shape[0]
-                m.running_mean.copy_(0.2 * torch.randn(c, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(c, generator=g))
-                m.weight.copy_(0.5 + 0.5 * torch.rand(c, generator=g))
-                m.bias.copy_(0.1 * torch.randn(c, generator=g))
         tv.backbone.body.bn1.running_var[:16] = 1e-4
-        tv.rpn.head.cls_logits.weight.normal_(0, 0.5, generator=g)
-        bias = tv.roi_heads.box_predictor.cls_score.bias
-        bias.zero_()
-        bias[1:7] = torch.linspace(3.0, 4.0, 6)
     return tv
 
 

@@ -19,6 +19,7 @@ import pytest
 import torch
 import torchvision
 from torch import nn
+from torchvision.ops.misc import FrozenBatchNorm2d as TVFrozenBN
 
 from minimaskrcnn import rpn as rpn_module
 from minimaskrcnn.config import r50_fpn
@@ -36,7 +37,7 @@ def randomize(tv: nn.Module) -> nn.Module:
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for m in tv.modules():
-            if isinstance(m, nn.BatchNorm2d):
+            if isinstance(m, (nn.BatchNorm2d, TVFrozenBN)):  # plain BN (weights=None) or frozen (COCO_V1)
                 c = m.running_mean.shape[0]
                 m.running_mean.copy_(0.2 * torch.randn(c, generator=g))
                 m.running_var.copy_(0.5 + torch.rand(c, generator=g))

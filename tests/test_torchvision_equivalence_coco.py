@@ -31,7 +31,7 @@ from minimaskrcnn.convert import coco_config, convert_torchvision_maskrcnn, load
 from minimaskrcnn.data import CocoDataset
 from minimaskrcnn.model import MaskRCNN
 from minimaskrcnn.resnet import FrozenBatchNorm2d
-from test_torchvision_equivalence import TOL, capture, tied_order
+from test_torchvision_equivalence import TOL, capture, randomize, tied_order
 
 pytestmark = pytest.mark.slow
 PHOTOS = (1, 2)  # two val2017 photos of the sample, one landscape, one portrait: the batch is padded
@@ -42,20 +42,7 @@ def torchvision_coco_model() -> nn.Module:
     resnet = torchvision.models.resnet50(weights=None, norm_layer=TVFrozenBN)
     model = TorchvisionMaskRCNN(_resnet_fpn_extractor(resnet, 3), num_classes=91)
     overwrite_eps(model, 0.0)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, TVFrozenBN):  # non-trivial statistics: a wrong conversion or eps would show
-                c = m.running_mean.shape[0]
-                m.running_mean.copy_(0.2 * torch.randn(c, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(c, generator=g))
-                m.weight.copy_(0.5 + 0.5 * torch.rand(c, generator=g))
-                m.bias.copy_(0.1 * torch.randn(c, generator=g))
-        model.rpn.head.cls_logits.weight.normal_(0, 0.5, generator=g)
-        bias = model.roi_heads.box_predictor.cls_score.bias
-        bias.zero_()
-        bias[1:7] = torch.linspace(3.0, 4.0, 6)
-    return model.eval()
+    return randomize(model).eval()  # non-trivial statistics: a wrong conversion or eps would show
 
 
 @pytest.fixture(scope="module")
