@@ -21,6 +21,8 @@ by a thread) at its highest during the call, minus RSS before it: the memory the
 system, allocator caching included.
 Times are medians of --repeat runs after one warm-up; ours and torchvision's runs alternate, so that a
 machine shared with other work slows both alike. "ratio" is ours / torchvision's (< 1: ours is better).
+Ours runs its ops on their default path: the reference (pure PyTorch) on the CPU, the Triton kernels on
+CUDA; on CUDA the last columns run ours once more with MINIMASKRCNN_OPS=reference (ops/triton/__init__.py).
 
 Last, the cpu_small preset's training step (forward, backward and an SGD step) on 8 synthetic shapes
 images of 128x128, the size the CPU training runs on, after 50 steps of training (wall and CPU time:
@@ -47,6 +49,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from minimaskrcnn.config import cpu_small, r50_fpn
 from minimaskrcnn.convert import load_torchvision_maskrcnn
 from minimaskrcnn.model import MaskRCNN
+from minimaskrcnn.ops.triton import ENV, import_error
 
 IMAGE_SIZE = (800, 1216)  # a multiple of 32 with the shorter side 800: the transform keeps it as it is
 
@@ -145,21 +148,36 @@ def compare(fns: dict, device: torch.device, repeat: int) -> dict:
     return {name: (statistics.median(times[name]), max(memory[name])) for name in fns}
 
 
-def inference(model: nn.Module, images: list, ours: bool, amp) -> callable:
+@contextlib.contextmanager
+def ops_path(path: str | None):
+    """Run the block with MINIMASKRCNN_OPS=path (None: as it is)."""
+    before = os.environ.get(ENV)
+    if path is not None:
+        os.environ[ENV] = path
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = before
+
+
+def inference(model: nn.Module, images: list, ours: bool, amp, path: str | None = None) -> callable:
     def fn():
         model.eval()
-        with torch.no_grad(), amp():
+        with torch.no_grad(), amp(), ops_path(path):
             out = model(images)
             return out.detections if ours else out
     return fn
 
 
-def train_step(model: nn.Module, images: list, targets: list, ours: bool, amp) -> callable:
+def train_step(model: nn.Module, images: list, targets: list, ours: bool, amp, path: str | None = None) -> callable:
     def fn():
         model.train()
-        with amp():
+        with amp(), ops_path(path):
             losses = model(images, targets).losses if ours else model(images, targets)
-        sum(losses.values()).backward()
+        sum(losses.values()).backward()  # the backward of each op follows the path its forward took
         model.zero_grad(set_to_none=True)
     return fn
 
@@ -217,8 +235,10 @@ def main():
         tv, ours = build_models(device)
         print(f"\nR50-FPN, {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} images; time in ms, memory in MiB (peak over "
               f"the call's start: {'max_memory_allocated' if device.type == 'cuda' else 'RSS'})")
+        with_reference = device.type == "cuda" and import_error() is None  # ours on both paths
         header = (f"{'batch':>5} {'row':<15} {'ours ms':>9} {'tv ms':>9} {'ratio':>6} "
                   f"{'ours MiB':>9} {'tv MiB':>9} {'ratio':>6}")
+        header += f" {'ref ms':>9} {'ratio':>6} {'ref MiB':>9}" if with_reference else ""
         print(header)
         print("-" * len(header))
         for batch in [int(b) for b in args.batches.split(",")]:
@@ -229,12 +249,19 @@ def main():
                 "train step": ({"ours": train_step(ours, images, targets, True, amp),
                                 "tv": train_step(tv, images, targets, False, amp)}, 1),
             }
+            if with_reference:
+                rows["inference/img"][0]["ref"] = inference(ours, images, True, amp, "reference")
+                rows["train step"][0]["ref"] = train_step(ours, images, targets, True, amp, "reference")
             for row, (fns, per) in rows.items():
                 r = compare(fns, device, repeat)
                 (t_ours, m_ours), (t_tv, m_tv) = r["ours"], r["tv"]
-                print(f"{batch:>5} {row:<15} {t_ours / per * 1e3:>9.1f} {t_tv / per * 1e3:>9.1f} "
-                      f"{t_ours / t_tv:>6.2f} {m_ours / 2**20:>9.0f} {m_tv / 2**20:>9.0f} "
-                      f"{m_ours / max(m_tv, 1):>6.2f}", flush=True)
+                line = (f"{batch:>5} {row:<15} {t_ours / per * 1e3:>9.1f} {t_tv / per * 1e3:>9.1f} "
+                        f"{t_ours / t_tv:>6.2f} {m_ours / 2**20:>9.0f} {m_tv / 2**20:>9.0f} "
+                        f"{m_ours / max(m_tv, 1):>6.2f}")
+                if with_reference:
+                    t_ref, m_ref = r["ref"]
+                    line += f" {t_ref / per * 1e3:>9.1f} {t_ref / t_tv:>6.2f} {m_ref / 2**20:>9.0f}"
+                print(line, flush=True)
         del tv, ours
     wall, cpu = cpu_small_step(device, args.small_repeat)
     print(f"\ncpu_small training step (forward + backward + SGD), 8 images of 128x128, after 50 steps: "

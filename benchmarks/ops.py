@@ -9,7 +9,10 @@ Workloads (an 800x1216 input, batch of 2, FPN levels P2-P5 of 256 channels, stri
   (b) mask head: the same RoIs at 14x14;
   (c) nms on 1,000 and 4,000 boxes: RPN-like (jittered around a few dozen objects, IoU 0.7, most
       suppressed) and uniformly random (most kept, the worst case for the sequential walk).
-Each time is the median of --repeat runs after one warm-up, in milliseconds; "ratio" is ours / torchvision.
+Each time is the median of --repeat runs after one warm-up, in milliseconds. Our ops run on each path
+they have on the device (ops/triton/__init__.py): on the CPU the reference (pure PyTorch); on CUDA the
+Triton kernels ("triton", the default there) and the reference too. Each ratio is that path's time over
+torchvision's (below 1: ours is faster).
 """
 from __future__ import annotations
 
@@ -18,13 +21,15 @@ import math
 import platform
 import statistics
 import time
+from functools import partial
 
 import torch
 import torchvision
 import torchvision.ops as tv
 
 from minimaskrcnn import ops
-from minimaskrcnn.anchors import assign_fpn_levels
+from minimaskrcnn.ops.triton import import_error
+from minimaskrcnn.poolers import assign_fpn_levels
 
 IMAGE_SIZE = (800, 1216)
 STRIDES = (4, 8, 16, 32)  # P2-P5
@@ -69,7 +74,13 @@ def multilevel(roi_op, features, rois, level, output_size, **kwargs):
     return out
 
 
+def paths(device):
+    """Our paths that run on device: the Triton kernels (CUDA, when triton imports) and the reference."""
+    return ("triton", "reference") if device.type == "cuda" and import_error() is None else ("reference",)
+
+
 def roi_rows(device, repeat):
+    """Rows (workload, pass, [ms of each of our paths], torchvision's ms)."""
     features, rois = fpn_workload(device)
     level = assign_fpn_levels(rois[:, 1:], 2, 5)
     rows = []
@@ -77,15 +88,15 @@ def roi_rows(device, repeat):
         for name, ours, theirs, kwargs in (("roi_align", ops.roi_align, tv.roi_align, dict(sampling_ratio=2)),
                                            ("roi_pool", ops.roi_pool, tv.roi_pool, {})):
             times = []
-            for op in (ours, theirs):
+            for op in [partial(ours, impl=impl) for impl in paths(device)] + [theirs]:
                 leaves = [x.detach().requires_grad_() for x in features]
                 forward = lambda: multilevel(op, [x.detach() for x in leaves], rois, level, size, **kwargs)
                 grad_out = torch.ones(len(rois), CHANNELS, size, size, device=device)
                 both = lambda: torch.autograd.grad(multilevel(op, leaves, rois, level, size, **kwargs), leaves,
                                                    grad_out)
                 times.append((timed(forward, device, repeat), timed(both, device, repeat)))
-            rows.append((f"{name} {workload}", "forward", times[0][0], times[1][0]))
-            rows.append((f"{name} {workload}", "fwd+bwd", times[0][1], times[1][1]))
+            rows.append((f"{name} {workload}", "forward", [t[0] for t in times[:-1]], times[-1][0]))
+            rows.append((f"{name} {workload}", "fwd+bwd", [t[1] for t in times[:-1]], times[-1][1]))
     return rows
 
 
@@ -110,8 +121,8 @@ def nms_rows(device, repeat):
         for n in (1000, 4000):
             boxes, scores = (t.to(device) for t in nms_boxes(kind, n))
             kept = len(tv.nms(boxes, scores, 0.7))
-            rows.append((f"nms {n} {kind} (keeps {kept})", "forward",
-                         timed(lambda: ops.nms(boxes, scores, 0.7), device, repeat),
+            ours = [timed(lambda: ops.nms(boxes, scores, 0.7, impl=impl), device, repeat) for impl in paths(device)]
+            rows.append((f"nms {n} {kind} (keeps {kept})", "forward", ours,
                          timed(lambda: tv.nms(boxes, scores, 0.7), device, repeat)))
     return rows
 
@@ -134,9 +145,12 @@ def main():
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     for device in map(torch.device, devices):
         print(environment(device))
-        print(f"{'op / workload':40s} {'pass':8s} {'ours ms':>9s} {'tv ms':>9s} {'ratio':>6s}")
+        names = paths(device)
+        print(f"{'op / workload':40s} {'pass':8s}" + "".join(f"{name + ' ms':>13s}" for name in names)
+              + f"{'tv ms':>9s}" + "".join(f"{name + '/tv':>13s}" for name in names))
         for what, pass_, ours, theirs in roi_rows(device, args.repeat) + nms_rows(device, args.repeat):
-            print(f"{what:40s} {pass_:8s} {ours:9.1f} {theirs:9.1f} {ours / theirs:6.2f}")
+            print(f"{what:40s} {pass_:8s}" + "".join(f"{t:13.2f}" for t in ours) + f"{theirs:9.2f}"
+                  + "".join(f"{t / theirs:13.2f}" for t in ours), flush=True)
         print()
 
 

@@ -25,7 +25,7 @@ def _environment_packages():
     names = set()
     text = (ROOT / "environment.yml").read_text()
     for line in text.split("dependencies:", 1)[1].splitlines():
-        m = re.match(r"^\s*-\s+([A-Za-z0-9_.\-]+)", line)
+        m = re.match(r"^\s*-\s+[\"']?([A-Za-z0-9_.\-]+)", line)  # a pip line may be quoted (an environment marker)
         if m and not line.strip().startswith("- -e") and not line.strip().startswith("- pip:"):
             names.add(CONDA_TO_PYPI.get(_name(m.group(1)), _name(m.group(1))))
     return names - {"python", "pip"}

@@ -1,6 +1,10 @@
 """The geometric core, from scratch in PyTorch, with torchvision.ops' signatures and conventions.
 
 Boxes are (x1, y1, x2, y2) in pixels everywhere.
+
+roi_align, roi_pool, roi_warp, nms and batched_nms have two paths: the pure-PyTorch reference in these
+files, and Triton kernels (ops/triton/) that they use for CUDA tensors when triton imports. Their impl
+argument ("auto", "reference", "triton") or the environment variable MINIMASKRCNN_OPS picks one.
 """
 from .boxes import box_area, box_iou, clip_boxes, decode_boxes, encode_boxes, remove_small_boxes
 from .nms import batched_nms, nms

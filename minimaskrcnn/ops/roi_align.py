@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .rois import as_rois, divide, feature_table, no_rois_output
+from .triton import kernels, use_triton
 
 MODES = ("avg", "max")
 
@@ -66,19 +67,23 @@ def sample_points(start: torch.Tensor, length: torch.Tensor, bins: int, grid: to
 
 
 def roi_align(input: torch.Tensor, boxes, output_size, spatial_scale: float = 1.0, sampling_ratio: int = -1,
-              aligned: bool = False, mode: str = "avg") -> torch.Tensor:
+              aligned: bool = False, mode: str = "avg", impl: str = "auto") -> torch.Tensor:
     """RoIAlign. input: (N, C, H, W); boxes: (K, 5) (batch_index, x1, y1, x2, y2) or a list of (Ki, 4),
     in image pixels; spatial_scale: feature pixels per image pixel (1 / stride).
+    impl: "auto" (the Triton kernel for CUDA tensors, else this code), "reference" or "triton" (ops/triton).
 
     Returns (K, C, P, Q) in input's dtype; differentiable with respect to input.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     rois, (P, Q) = as_rois(input, boxes, output_size, spatial_scale)
+    use_kernel = use_triton(impl, input.device, "roi_align")
+    if rois.shape[0] == 0:
+        return no_rois_output(input, (P, Q))
+    if use_kernel:
+        return kernels("roi_align").roi_align(input, rois, (P, Q), spatial_scale, sampling_ratio, aligned, mode)
     N, C, H, W = input.shape
     K = rois.shape[0]
-    if K == 0:
-        return no_rois_output(input, (P, Q))
 
     # The RoI in feature-map coordinates, unquantized.
     box = rois[:, 1:] * spatial_scale - (0.5 if aligned else 0.0)  # (K, 4)

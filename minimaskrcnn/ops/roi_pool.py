@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 
 from .rois import as_rois, divide, feature_table, no_rois_output, round_half_away
+from .triton import kernels, use_triton
 
 
 def bin_edges(start: torch.Tensor, end: torch.Tensor, bins: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,15 +36,18 @@ def bin_edges(start: torch.Tensor, end: torch.Tensor, bins: int, size: int) -> t
     return lo.clamp(0, size).long(), hi.clamp(0, size).long()
 
 
-def roi_pool(input: torch.Tensor, boxes, output_size, spatial_scale: float = 1.0) -> torch.Tensor:
+def roi_pool(input: torch.Tensor, boxes, output_size, spatial_scale: float = 1.0, impl: str = "auto") -> torch.Tensor:
     """RoIPool. input: (N, C, H, W); boxes: (K, 5) (batch_index, x1, y1, x2, y2) or a list of (Ki, 4),
-    in image pixels; spatial_scale: 1 / stride. Returns (K, C, P, Q); differentiable with respect to input
-    (the gradient goes to each bin's max pixel)."""
+    in image pixels; spatial_scale: 1 / stride; impl: "auto", "reference" or "triton" (as roi_align's).
+    Returns (K, C, P, Q); differentiable with respect to input (the gradient goes to each bin's max pixel)."""
     rois, (P, Q) = as_rois(input, boxes, output_size, spatial_scale)
+    use_kernel = use_triton(impl, input.device, "roi_pool")
+    if rois.shape[0] == 0:
+        return no_rois_output(input, (P, Q))
+    if use_kernel:
+        return kernels("roi_pool").roi_pool(input, rois, (P, Q), spatial_scale)
     N, C, H, W = input.shape
     K = rois.shape[0]
-    if K == 0:
-        return no_rois_output(input, (P, Q))
 
     box = round_half_away(rois[:, 1:] * spatial_scale)  # (K, 4) first quantization: whole pixels
     y_lo, y_hi = bin_edges(box[:, 1], box[:, 3], P, H)  # (K, P) second quantization: the bins
@@ -81,7 +85,7 @@ class MaxOverBins(torch.autograd.Function):
         out, _, _, argmax = torch.embedding_bag(feature_table(input), pixels, offsets, False, 2)
         ctx.save_for_backward(argmax, image_of_bin, empty)
         ctx.input_shape = input.shape
-        return out.masked_fill_(empty[:, None], 0.0)
+        return out.masked_fill_(empty[:, None], 0.0) if empty.any() else out
 
     @staticmethod
     def backward(ctx, grad_out):

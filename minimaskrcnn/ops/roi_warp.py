@@ -18,8 +18,10 @@ from .rois import as_rois, round_half_away
 
 
 def roi_warp(input: torch.Tensor, boxes, output_size, spatial_scale: float = 1.0,
-             sampling_ratio: int = -1) -> torch.Tensor:
-    """RoIWarp. Arguments as roi_align's. Returns (K, C, P, Q); differentiable with respect to input."""
+             sampling_ratio: int = -1, impl: str = "auto") -> torch.Tensor:
+    """RoIWarp. Arguments as roi_align's (impl chooses roi_align's path). Returns (K, C, P, Q);
+    differentiable with respect to input."""
     rois, size = as_rois(input, boxes, output_size, spatial_scale)
     quantized = round_half_away(rois[:, 1:] * spatial_scale)  # (K, 4) corners on whole feature pixels
-    return roi_align(input, torch.cat([rois[:, :1], quantized], dim=1), size, 1.0, sampling_ratio, aligned=False)
+    return roi_align(input, torch.cat([rois[:, :1], quantized], dim=1), size, 1.0, sampling_ratio, aligned=False,
+                     impl=impl)
