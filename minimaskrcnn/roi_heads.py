@@ -30,8 +30,7 @@ from .box_head import BoxPredictor, C4BoxHead, FPNBoxHead
 from .config import RoIHeadsConfig
 from .losses import fast_rcnn_loss, mask_loss
 from .mask_head import build_mask_branch
-from .ops import batched_nms, box_iou, clip_boxes, decode_boxes, encode_boxes, remove_small_boxes
-from .ops.roi_align import bilinear_taps, sample_points
+from .ops import batched_nms, box_iou, clip_boxes, decode_boxes, encode_boxes, remove_small_boxes, roi_align_matrix
 from .poolers import pool_rois, roi_feature_strides
 from .matching import BACKGROUND, IGNORED, match_boxes, sample_labels
 
@@ -70,19 +69,6 @@ def box_targets(rois: list[torch.Tensor], matched: list[torch.Tensor], targets: 
         gt = t["boxes"].to(r.dtype)
         out.append(encode_boxes(gt[m], r, weights) if gt.shape[0] else torch.zeros_like(r))
     return torch.cat(out)
-
-
-def roi_align_matrix(start: torch.Tensor, length: torch.Tensor, bins: int, size: int) -> torch.Tensor:
-    """RoIAlign along one axis as a matrix: (R,) RoI starts and lengths (pixels, length >= 1) ->
-    (R, bins, size) float32, row b holding each pixel's weight in bin b's average of bilinear samples
-    (aligned=False, adaptive sampling: ceil(length / bins) points per bin, the op's own sampling rule)."""
-    # a true division (a tensor divisor): CUDA divides by a Python number as a product with 1 / bins
-    points = torch.ceil(length / torch.full_like(length, bins)).long().clamp(min=1)  # (R,) points per bin
-    coords, valid = sample_points(start, length, bins, points, int(points.max()))  # (R, bins, G)
-    index, weight = bilinear_taps(coords, size)  # (R, bins, G, 2) pixel and weight of the 2 taps
-    weight = weight * valid[..., None] / points[:, None, None, None]  # padding points weigh 0
-    matrix = torch.zeros(start.shape[0], bins, size, device=start.device)
-    return matrix.scatter_add_(2, index.flatten(2), weight.flatten(2).float())  # (R, bins, G*2) -> (R, bins, size)
 
 
 @torch.no_grad()

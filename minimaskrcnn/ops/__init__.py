@@ -8,9 +8,9 @@ argument ("auto", "reference", "triton") or the environment variable MINIMASKRCN
 """
 from .boxes import box_area, box_iou, clip_boxes, decode_boxes, encode_boxes, remove_small_boxes
 from .nms import batched_nms, nms
-from .roi_align import roi_align
+from .roi_align import roi_align, roi_align_matrix
 from .roi_pool import roi_pool
 from .roi_warp import roi_warp
 
 __all__ = ["box_area", "box_iou", "clip_boxes", "remove_small_boxes", "encode_boxes", "decode_boxes",
-           "nms", "batched_nms", "roi_pool", "roi_warp", "roi_align"]
+           "nms", "batched_nms", "roi_pool", "roi_warp", "roi_align", "roi_align_matrix"]

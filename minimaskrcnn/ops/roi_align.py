@@ -125,3 +125,19 @@ def roi_align(input: torch.Tensor, boxes, output_size, spatial_scale: float = 1.
         out = values.masked_fill(~valid, float("-inf")).amax(dim=3)  # (K, P, Q, C)
         out = out.masked_fill(~valid.any(dim=3), 0.0)  # a bin without points (zero-size RoI) is 0
     return out.view(K, P, Q, C).permute(0, 3, 1, 2)  # (K, C, P, Q)
+
+
+def roi_align_matrix(start: torch.Tensor, length: torch.Tensor, bins: int, size: int) -> torch.Tensor:
+    """RoIAlign along one axis as a matrix: (R,) RoI starts and lengths (pixels, length >= 1) ->
+    (R, bins, size) float32, row b holding each pixel's weight in bin b's average of bilinear samples
+    (aligned=False, adaptive sampling: ceil(length / bins) points per bin, the op's own sampling rule).
+
+    Bilinear sampling is separable, so on a one-channel map RoIAlign is rows @ map @ cols^T with one such
+    matrix per axis: dense products, far faster than the op's gather of single pixels. The RoI heads build
+    their mask targets this way (`roi_heads.mask_targets`)."""
+    points = torch.ceil(divide(length, bins)).long().clamp(min=1)  # (R,) points per bin
+    coords, valid = sample_points(start, length, bins, points, int(points.max()))  # (R, bins, G)
+    index, weight = bilinear_taps(coords, size)  # (R, bins, G, 2) pixel and weight of the 2 taps
+    weight = weight * valid[..., None] / points[:, None, None, None]  # padding points weigh 0
+    matrix = torch.zeros(start.shape[0], bins, size, device=start.device)
+    return matrix.scatter_add_(2, index.flatten(2), weight.flatten(2).float())  # (R, bins, G*2) -> (R, bins, size)
