@@ -1,16 +1,25 @@
 """Geometry probes of the RoI ops (notebooks 03 and 08): where RoIAlign reads its samples, which cells
-RoIPool's bins cover, and how far each bin's features come from the bin.
+RoIPool's bins cover, how far each bin's features come from the bin, and what that does to a mask that goes
+through a pooler and back into the image (no training involved).
 
 The "physical" frame of a feature map of stride s: feature cell i covers image pixels [i*s, (i+1)*s), so its
 centre is at image coordinate (i + 0.5) * s. This is the frame `viz.draw_feature_grid` draws, and the one in
 which RoIAlign with aligned=True samples exactly where the RoI is (Detectron2's argument). Each probe uses the
 op's own sampling or rounding rule, never a copy of it.
 
-Glossary: K RoIs; P, Q output height and width (bins); Gy, Gx sampling points per bin.
+Glossary: K RoIs; P, Q output height and width (bins); Gy, Gx sampling points per bin; N objects of an
+image; H, W image size; M the RoI output side (14, the mask branch's).
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
+import torch.nn.functional as F
+
+from .config import RoIHeadsConfig
+from .poolers import pool_level
+from .transform import paste_masks, resize_boxes, resize_image, resize_masks, resized_size
 
 
 def roialign_sample_points(box, output_size: int, spatial_scale: float, sampling_ratio: int = 2,
@@ -89,3 +98,103 @@ def bin_centre_offsets(pooled: torch.Tensor, boxes: torch.Tensor) -> torch.Tenso
     cy = boxes[:, 1, None] + fy[None] * (boxes[:, 3] - boxes[:, 1])[:, None]  # (K, P)
     true = torch.stack([cx[:, None, :].expand(K, P, Q), cy[:, :, None].expand(K, P, Q)], dim=-1)  # (K, P, Q, 2)
     return read - true
+
+
+def box_sizes(boxes: torch.Tensor) -> torch.Tensor:
+    """(N, 4) (x1, y1, x2, y2) pixels -> (N,) sqrt(w * h) in pixels, the size FPN's level choice (Eq. 1) uses."""
+    boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+    return ((boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)).sqrt()
+
+
+def scaled_to(image_size: tuple[int, int], min_size: int | None, max_size: int = 1333) -> tuple[int, int]:
+    """(H, W) after the model's resizing (shorter side min_size, longer at most max_size); as is for None."""
+    return tuple(image_size) if min_size is None else resized_size(tuple(image_size), min_size, max_size)
+
+
+def object_sizes(dataset, min_size: int | None = None, max_size: int = 1333) -> torch.Tensor:
+    """sqrt(w * h) of every object's box in `dataset` (CocoDataset, ShapesDataset), in pixels of the image
+    resized as the model resizes it (`transform.resized_size`: the paper's min_size=800, max_size=1333),
+    or as stored when min_size is None. Returns (total objects,) float32."""
+    sizes = []
+    for i in range(len(dataset)):
+        image, target = dataset[i]
+        size = tuple(image.shape[-2:])
+        sizes.append(box_sizes(resize_boxes(target["boxes"], size, scaled_to(size, min_size, max_size))))
+    return torch.cat(sizes)
+
+
+class MaskRoundTrip(NamedTuple):
+    iou: torch.Tensor  # (N,) mask IoU of the round trip with the original mask
+    cells: torch.Tensor  # (N,) object size in feature cells: sqrt(w * h) of its box / stride
+    masks: torch.Tensor  # (N, H, W) bool, the masks that came back
+
+
+def mask_round_trip(masks: torch.Tensor, boxes: torch.Tensor, stride: int, pooler: str = "align",
+                    output_size: int = 14, sampling_ratio: int = 2, aligned: bool = True,
+                    threshold: float = 0.5) -> MaskRoundTrip:
+    """Ground-truth masks through a perfect backbone, an RoI pooler and the model's pasting, back to the image.
+
+    masks: (N, H, W) {0, 1} at image resolution; boxes: (N, 4) (x1, y1, x2, y2) image pixels, the RoIs.
+      1. the feature map of stride s: each mask averaged over s x s cells (zero-padded to a multiple of s),
+         the fraction of each cell the object covers, what a perfect backbone would give;  (N, 1, H/s, W/s)
+      2. each object's box pooled from its own map to M x M with `pooler` ("pool", "warp", "align"), through
+         `poolers.pool_level`, the model's own dispatch; avg mode, `sampling_ratio` as the model's default;
+      3. pasted into the image at the box with `transform.paste_masks`, as the model pastes its masks;
+      4. thresholded at `threshold` (>=, as the evaluation binarizes), compared with the original mask.
+    aligned=True by default: aligned=False reads every sample half a cell down and right, an offset a trained
+    mask head learns to undo but this probe, which has no weights, would count as error.
+    """
+    masks = torch.as_tensor(masks)
+    boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+    N, H, W = masks.shape
+    truth = masks > 0  # (N, H, W)
+    padded = F.pad(truth.float(), (0, -W % stride, 0, -H % stride))  # (N, H', W'), multiples of s
+    features = F.avg_pool2d(padded[:, None], stride)  # (N, 1, H'/s, W'/s): coverage of each cell
+    rois = torch.cat([torch.arange(N, dtype=torch.float32)[:, None], boxes], dim=1)  # (N, 5): object i, map i
+    cfg = RoIHeadsConfig(pooler=pooler, sampling_ratio=sampling_ratio, aligned=aligned)
+    pooled = pool_level(features, rois, output_size, stride, cfg)[:, 0]  # (N, M, M)
+    back = paste_masks(pooled, boxes, (H, W)) >= threshold  # (N, H, W)
+    inter = torch.count_nonzero((back & truth).flatten(1), dim=1)  # (N,)
+    union = torch.count_nonzero(back.flatten(1), dim=1) + torch.count_nonzero(truth.flatten(1), dim=1) - inter
+    return MaskRoundTrip(inter / union.clamp(min=1), box_sizes(boxes) / stride, back)
+
+
+def resize_sample(image: torch.Tensor, target: dict, min_size: int | None, max_size: int = 1333):
+    """One dataset item as the model's transform resizes it: image (3, H, W) bilinear, target "masks" (N, H, W)
+    nearest neighbour, "boxes" (N, 4) scaled. Returns (image, masks, boxes); unchanged for min_size None."""
+    old = tuple(image.shape[-2:])
+    new = scaled_to(old, min_size, max_size)
+    if new == old:
+        return image, target["masks"], target["boxes"]
+    return resize_image(image, new), resize_masks(target["masks"], new), resize_boxes(target["boxes"], old, new)
+
+
+def round_trip_dataset(dataset, strides=(4, 8, 16, 32), poolers=("pool", "align"), min_size: int | None = None,
+                       max_size: int = 1333, **kwargs) -> dict:
+    """`mask_round_trip` for every object of every image of `dataset`, at every stride, with every pooler.
+
+    Images are first resized to min_size / max_size (`resize_sample`; None: as stored). Returns
+    {"size": (N,) sqrt(w * h) pixels at that scale, "image": (N,) index of each object's image,
+    "iou": {(pooler, stride): (N,)}}; an object's size in cells at stride s is size / s. kwargs go to
+    mask_round_trip.
+    """
+    sizes, images, ious = [], [], {(p, s): [] for p in poolers for s in strides}
+    for i in range(len(dataset)):
+        _, masks, boxes = resize_sample(*dataset[i], min_size, max_size)
+        sizes.append(box_sizes(boxes))
+        images.append(torch.full((len(boxes),), i))
+        for p in poolers:
+            for s in strides:
+                ious[p, s].append(mask_round_trip(masks, boxes, s, p, **kwargs).iou)
+    return {"size": torch.cat(sizes), "image": torch.cat(images), "iou": {k: torch.cat(v) for k, v in ious.items()}}
+
+
+def binned_median(x: torch.Tensor, y: torch.Tensor, edges, min_count: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Median of y in each bin [edges[i], edges[i+1]) of x that holds at least min_count points.
+    Returns (bin centres (geometric mean of the edges, for a log axis), medians), bins with too few left out."""
+    edges = torch.as_tensor(edges, dtype=torch.float32)
+    which = torch.bucketize(x, edges, right=True) - 1  # (N,) bin index, -1 or len(edges) - 1 outside
+    keep = [b for b in range(len(edges) - 1) if int((which == b).sum()) >= min_count]
+    centres = torch.stack([(edges[b] * edges[b + 1]).sqrt() for b in keep]) if keep else torch.zeros(0)
+    medians = torch.stack([y[which == b].quantile(0.5) for b in keep]) if keep else torch.zeros(0)
+    return centres, medians

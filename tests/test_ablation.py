@@ -213,9 +213,21 @@ def test_gain_by_stride_collects_roipool_and_roialign_from_three_studies():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = ablation.plot_gain_against_stride(results, "mask_AP")
-    gains = np.asarray(fig.axes[1].lines[0].get_ydata(), dtype=float)
-    np.testing.assert_allclose(gains, [r["gain"] for r in rows])
+    fig = ablation.plot_gain_against_stride(results, object_size=40.0, paper_object_size=90.0, metric="mask_AP")
+    ours = fig.axes[1].lines[0]  # the errorbar's line
+    (paper,) = [line for line in fig.axes[1].lines if line.get_marker() == "s"]  # the paper's squares
+    np.testing.assert_allclose(np.asarray(ours.get_ydata(), dtype=float), [r["gain"] for r in rows])
+    # x is the median object in feature cells: ours 40 px at strides 4, 8, 16; the paper's 90 px at stride 16
+    np.testing.assert_allclose(np.asarray(ours.get_xdata(), dtype=float), [10.0, 5.0, 2.5])
+    np.testing.assert_allclose(np.asarray(paper.get_xdata(), dtype=float), [90.0 / 16])
+    np.testing.assert_allclose(np.asarray(paper.get_ydata(), dtype=float), [30.3 - 26.9])
+    pool, align = [c.lines[0] for c in fig.axes[0].containers]  # the errorbars' lines: RoIPool's, RoIAlign's
+    for line, key in ((pool, "roipool"), (align, "roialign")):
+        np.testing.assert_allclose(np.asarray(line.get_xdata(), dtype=float), [10.0, 5.0, 2.5])
+        np.testing.assert_allclose(np.asarray(line.get_ydata(), dtype=float), [100 * r[key]["mean"] for r in rows])
+    assert fig.axes[0].get_xscale() == "log" and "feature cells" in fig.axes[1].get_xlabel()
+    labels = [t.get_text() for t in fig.axes[1].texts]
+    assert labels.count("stride 16") == 2 and "stride 4" in labels  # ours and the paper's at stride 16
     plt.close(fig)
 
 

@@ -93,30 +93,53 @@ def plot_effects(results: dict[str, dict]):
     return fig
 
 
-def plot_gain_against_stride(results: dict[str, dict], metric: str = "mask_AP75"):
-    """Left: `metric` of RoIPool and RoIAlign against the stride the RoIs are pooled at (mean ± std
-    over seeds). Right: RoIAlign's gain (± two standard errors) beside the paper's at 16 and 32."""
+def plot_gain_against_stride(results: dict[str, dict], object_size: float, paper_object_size: float,
+                             metric: str = "mask_AP75"):
+    """RoIPool against RoIAlign at every stride of STRIDE_SERIES, drawn against the median object's size in
+    feature cells, sqrt(w h) / stride: what RoIPool's rounding costs depends on how many cells an object
+    spans, not on the stride alone (notebook 03).
+
+    object_size: the median sqrt(w h) of our objects, pixels (the held-out shapes); paper_object_size: that
+    of COCO objects at the paper's 800-pixel scale, which places the paper's Tables 2c (stride 16) and 2d
+    (stride 32). Left: `metric` of both poolers (ours, mean ± std over seeds). Right: RoIAlign's gain
+    (± two standard errors) beside the paper's. Each point is labelled with its stride."""
     import matplotlib.pyplot as plt
 
     rows = gain_by_stride(results, metric)
-    strides = [r["stride"] for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(8.4, 3.0), dpi=80)
+    cells = [object_size / r["stride"] for r in rows]  # ours: the median shape in cells at each stride
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.6, 3.4), dpi=80, sharex=True)
     for key, label, colour in (("roipool", "RoIPool", "tab:red"), ("roialign", "RoIAlign", "tab:blue")):
-        left.errorbar(strides, [100 * r[key]["mean"] for r in rows], [100 * (r[key]["std"] or 0) for r in rows],
+        left.errorbar(cells, [100 * r[key]["mean"] for r in rows], [100 * (r[key]["std"] or 0) for r in rows],
                       marker="o", capsize=3, color=colour, label=label)
-    left.set_ylabel(f"{metric.replace('_', ' ')} x 100 (ours)")
-    left.legend(fontsize=8)
-    right.errorbar(strides, [r["gain"] for r in rows], [r["two_se"] or 0.0 for r in rows], marker="o", capsize=3,
-                   color="tab:blue", label="ours (± 2 s.e.)")
-    paper = [(r["stride"], r["paper_gain"]) for r in rows if r["paper_gain"] is not None]
+    left.set_ylabel(f"{metric.replace('_', ' ')} x 100 (ours)", fontsize=8)
+    left.set_ylim(0, 100)
+    left.legend(fontsize=8, loc="lower right")
+    right.errorbar(cells, [r["gain"] for r in rows], [r["two_se"] or 0.0 for r in rows], marker="o", capsize=3,
+                   color="tab:blue", label="ours, shapes (± 2 s.e.)")
+    paper = [(paper_object_size / r["stride"], r["paper_gain"], r["stride"])  # the paper's, where Table 2 has it
+             for r in rows if r["paper_gain"] is not None]
     if paper:
-        right.plot(*zip(*paper), "s", color="tab:orange", markerfacecolor="white", label="paper (COCO)")
+        right.plot([p[0] for p in paper], [p[1] for p in paper], "s", color="tab:orange", markerfacecolor="white",
+                   markersize=7, label="paper, COCO (Table 2c, 2d)")
+    for x, y, stride in paper:
+        right.annotate(f"stride {stride}", (x, y), textcoords="offset points", xytext=(0, -13), ha="center",
+                       fontsize=8, color="tab:orange")
+    for x, r in zip(cells, rows):
+        right.annotate(f"stride {r['stride']}", (x, r["gain"]), textcoords="offset points", xytext=(0, 9),
+                       ha="center", fontsize=8, color="tab:blue")
+        left.annotate(f"stride {r['stride']}", (x, 100 * r["roialign"]["mean"]), textcoords="offset points",
+                      xytext=(0, 8), ha="center", fontsize=8)
     right.axhline(0, color="k", linewidth=0.8)
-    right.set_ylabel("RoIAlign - RoIPool, AP points")
-    right.legend(fontsize=8)
+    right.margins(y=0.15)  # room for the labels above and below the points
+    right.set_ylabel("RoIAlign - RoIPool, AP points", fontsize=8)
+    right.legend(fontsize=8, loc="upper right")
+    xs = cells + [p[0] for p in paper]
+    ticks = [2.0 ** k for k in range(-3, 8) if min(xs) / 1.5 <= 2.0 ** k <= max(xs) * 1.5]
     for ax in (left, right):
         ax.set_xscale("log", base=2)
-        ax.set_xticks(strides, [str(s) for s in strides])
-        ax.set_xlabel("stride of the pooled feature map (pixels)")
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.set_xlim(min(xs) / 1.5, max(xs) * 1.5)
+        ax.set_xlabel("median object size in feature cells, sqrt(w h) / stride", fontsize=8)
+        ax.tick_params(labelsize=8)
     fig.tight_layout()
     return fig
