@@ -36,10 +36,11 @@ def difference(summary: list[dict], better: str, worse: str, metric: str) -> tup
     a, b = rows[better][metric], rows[worse][metric]
     if a["mean"] is None or b["mean"] is None:
         return None
+    diff = 100 * (a["mean"] - b["mean"]) + 0.0  # + 0.0: two equal means give 0.0, which prints as +0.0, not -0.0
     if a["std"] is None or b["std"] is None:
-        return 100 * (a["mean"] - b["mean"]), None
+        return diff, None
     se = math.sqrt(a["std"] ** 2 / rows[better]["n"] + b["std"] ** 2 / rows[worse]["n"])
-    return 100 * (a["mean"] - b["mean"]), 200 * se
+    return diff, 200 * se
 
 
 def effect(study: Study, summary: list[dict]) -> tuple[float, float] | None:
