@@ -15,6 +15,7 @@ import contextlib
 import io
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +32,18 @@ STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100",
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, dataset, batch_size: int = 2, device=None, out_json=None,
-             num_workers: int = 0, amp: str = "off", progress: bool = True, verbose: bool = True) -> dict:
+             num_workers: int = 0, amp: str = "off", progress: bool = True, verbose: bool = True,
+             label_to_cat_id: dict | None = None) -> dict:
     """COCO box and mask AP of `model` on `dataset` (which has .coco and .label_to_cat_id).
 
     Runs the model in eval mode, turns each batch's detections into COCO results at once (full-size
     masks are large), writes them to out_json (the evaluation server's format) when given, prints the
     COCO table when verbose, and returns {"bbox": {"AP", ...}, "segm": {...}} (see `evaluate_coco`).
+    label_to_cat_id: the model's own labels -> COCO category ids, when they are not the dataset's (torchvision's
+    COCO model predicts the category ids themselves: `pretrained.coco_maskrcnn().label_to_cat_id`); detections
+    of a label with no category (COCO's unused ids) are left out, and counted in a warning.
+    It draws nothing from the global random generators: evaluating in the middle of a training run does not
+    change what the run samples afterwards.
     """
     model = getattr(model, "module", model)
     device = device or next(model.parameters()).device
@@ -46,8 +53,11 @@ def evaluate(model: torch.nn.Module, dataset, batch_size: int = 2, device=None, 
     mask_threshold = cfg.roi_heads.mask_threshold if cfg is not None else 0.5
     was_training = model.training
     model.eval()
-    loader = DataLoader(dataset, batch_size, shuffle=False, collate_fn=collate, num_workers=num_workers)
-    results, image_ids = [], []
+    mapping = dataset.label_to_cat_id if label_to_cat_id is None else label_to_cat_id
+    # a DataLoader without a generator of its own draws its workers' base seed from the global one
+    loader = DataLoader(dataset, batch_size, shuffle=False, collate_fn=collate, num_workers=num_workers,
+                        generator=torch.Generator().manual_seed(0))
+    results, image_ids, unmapped = [], [], 0
     try:
         for images, targets in tqdm(loader, desc="evaluate", dynamic_ncols=True, disable=not progress):
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
@@ -55,13 +65,18 @@ def evaluate(model: torch.nn.Module, dataset, batch_size: int = 2, device=None, 
             detections = [{k: v.float().cpu() if v.is_floating_point() else v.cpu() for k, v in d.items()}
                           for d in detections]
             ids = [int(t["image_id"]) for t in targets]
-            results += detections_to_coco(detections, ids, dataset.label_to_cat_id, mask_threshold)
+            known = [torch.tensor([int(lab) in mapping for lab in d["labels"]], dtype=torch.bool) for d in detections]
+            unmapped += sum(int((~k).sum()) for k in known)
+            detections = [{key: v[k] for key, v in d.items()} for d, k in zip(detections, known)]
+            results += detections_to_coco(detections, ids, mapping, mask_threshold)
             image_ids += ids
     except torch.cuda.OutOfMemoryError as e:
         raise torch.cuda.OutOfMemoryError(f"CUDA out of memory during evaluation (batch_size={batch_size}): "
                                           f"lower the batch size or the image size\n{e}") from e
     finally:
         model.train(was_training)
+    if unmapped:
+        warnings.warn(f"left out {unmapped} detection(s) whose label has no category in the label mapping")
     metrics = evaluate_coco(dataset.coco, results, out_json, image_ids=image_ids)
     if verbose:
         print(format_table(metrics))

@@ -497,3 +497,28 @@ def test_bad_settings_are_refused_when_the_config_is_built():
                                 ("optimizer", "adam", "'sgd', 'adamw'"), ("milestones", (0.9, 0.5), "increasing")]:
         with pytest.raises(ValueError, match=re.escape(f"TrainConfig.{field} ") + ".*" + re.escape(words)):
             TrainConfig(**{field: value})
+
+
+def test_evaluating_during_training_does_not_change_the_run(tmp_path, one_thread):
+    """evaluate() must not draw from the global generators (a DataLoader without its own generator draws a
+    seed from them), or a run's RoI sampling would depend on how often it evaluates."""
+    kw = dict(iters=4, optimizer="adamw", lr=1e-3, warmup_iters=1, batch_size=2)
+    val = ShapesDataset(2, image_size=64, seed=9)
+    runs = {}
+    for every in (0, 2):
+        train_set = ShapesDataset(8, image_size=64, seed=4, transforms=RandomHorizontalFlip(0.5))
+        runs[every] = training.train(toy_cfg(tmp_path, f"every{every}", eval_every=every, **kw),
+                                     model_config=tiny_model_config(), train_set=train_set, val_set=val)
+    assert [r["loss"] for r in records(runs[0].out)] == [r["loss"] for r in records(runs[2].out)]
+    assert sum("eval" in line for line in (runs[2].out / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_evaluate_with_the_models_own_label_mapping(capsys):
+    """A model whose labels are not the dataset's (torchvision's COCO model predicts category ids) is scored
+    through its own mapping; detections of a label without a category are left out, with a warning."""
+    ds = ShapesDataset(6, image_size=48, seed=2)
+    full = evaluate(Oracle(ds), ds, batch_size=6, progress=False, verbose=False, label_to_cat_id={1: 1, 2: 2, 3: 3})
+    assert full["segm"]["AP"] == pytest.approx(1.0)
+    with pytest.warns(UserWarning, match=r"left out \d+ detection\(s\) whose label has no category"):
+        partial = evaluate(Oracle(ds), ds, batch_size=6, progress=False, verbose=False, label_to_cat_id={1: 1, 2: 2})
+    assert partial["segm"]["AP"] < 0.9  # the triangles (label 3) are never detected now
