@@ -206,7 +206,7 @@ def draw_coco_annotations(ax, image, annotations: list[dict], class_names: dict 
         if a.get("iscrowd", 0):
             m = crowd_mask(a, h, w)
             ax.contourf(m.astype(float), levels=[0.5, 1.5], colors="none", hatches=["////"])
-            draw_boxes(ax, [[x, y, x + bw, y + bh]], "white", [f"crowd: {name}"], linestyle="--")
+            draw_boxes(ax, [[x, y, x + bw, y + bh]], "black", [f"crowd: {name}"], linestyle="--")  # white text
         else:
             c = color(i)
             if isinstance(a["segmentation"], list):
