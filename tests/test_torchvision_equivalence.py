@@ -106,12 +106,10 @@ def tied_order(boxes, scores, ref_boxes, ref_scores, tie=1e-6):
     return order
 
 
-@pytest.fixture(scope="module")
-def runs(models):
-    """Both models on the same two images, intermediates read by hooks during one whole forward each."""
-    tv, ours = models
-    g = torch.Generator().manual_seed(1)
-    images = [torch.rand(3, 200, 300, generator=g), torch.rand(3, 230, 170, generator=g)]
+def run_both(tv, ours, images) -> dict:
+    """Both models on the same images, intermediates read by hooks during one whole forward each: the RPN head's
+    outputs ("rpn_head"), the RPN's proposals ("rpn", torchvision only), the RoI heads' detections before
+    resizing ("roi_heads"), in `seen` (torchvision) and `mine`; the proposals each selected, with their scores."""
     seen, mine = {}, {}
 
     def keep(store, name):  # copies the detection dicts, which torchvision's postprocess rewrites in place
@@ -127,12 +125,22 @@ def runs(models):
         out = ours(images)
     for h in hooks:
         h.remove()
-    (tv_boxes, tv_scores), (proposals, scores) = tv_selected[0], selected[0]
+    return dict(tv=tv_out, out=out, seen=seen, mine=mine, tv_selected=tv_selected[0], selected=selected[0])
+
+
+@pytest.fixture(scope="module")
+def runs(models):
+    """Both models on the same two images (`run_both`), rows paired within runs of tied scores."""
+    g = torch.Generator().manual_seed(1)
+    images = [torch.rand(3, 200, 300, generator=g), torch.rand(3, 230, 170, generator=g)]
+    both = run_both(*models, images)
+    seen, mine, out = both["seen"], both["mine"], both["out"]
+    (tv_boxes, tv_scores), (proposals, scores) = both["tv_selected"], both["selected"]
     proposal_order = [tied_order(*args) for args in zip(proposals, scores, tv_boxes, tv_scores)]
     detections, tv_dets = mine["roi_heads"], seen["roi_heads"]
     detection_order = [tied_order(d["boxes"], d["scores"], r["boxes"], r["scores"])
                        for d, r in zip(detections, tv_dets)]
-    return dict(tv=tv_out, seen=seen, head=mine["rpn_head"], proposals=proposals, tv_proposals=tv_boxes,
+    return dict(tv=both["tv"], seen=seen, head=mine["rpn_head"], proposals=proposals, tv_proposals=tv_boxes,
                 proposal_order=proposal_order, detections=detections, detection_order=detection_order,
                 final=out.detections, losses=out.losses)
 

@@ -26,12 +26,11 @@ from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
 from torchvision.models.detection.mask_rcnn import MaskRCNN as TorchvisionMaskRCNN
 from torchvision.ops.misc import FrozenBatchNorm2d as TVFrozenBN
 
-from minimaskrcnn import rpn as rpn_module
 from minimaskrcnn.convert import coco_config, convert_torchvision_maskrcnn, load_state_dict_strict
 from minimaskrcnn.data import CocoDataset
 from minimaskrcnn.model import MaskRCNN
 from minimaskrcnn.resnet import FrozenBatchNorm2d
-from test_torchvision_equivalence import TOL, capture, randomize, tied_order
+from test_torchvision_equivalence import TOL, randomize, run_both, tied_order
 
 pytestmark = pytest.mark.slow
 PHOTOS = (1, 2)  # two val2017 photos of the sample, one landscape, one portrait: the batch is padded
@@ -55,23 +54,9 @@ def runs(coco_root):
     load_state_dict_strict(ours, convert_torchvision_maskrcnn(tv.state_dict()), "maskrcnn_resnet50_fpn COCO_V1")
     photos = CocoDataset(coco_root, "val2017")
     images = [photos[i][0] for i in PHOTOS]
-    seen, mine = {}, {}
-
-    def keep(store, name):
-        return lambda module, inputs, out: store.__setitem__(name, [dict(d) for d in out[0]]
-                                                             if name == "roi_heads" else out)
-
-    hooks = [mod.register_forward_hook(keep(store, name)) for store, name, mod in [
-        (seen, "rpn_head", tv.rpn.head), (seen, "roi_heads", tv.roi_heads),
-        (mine, "rpn_head", ours.rpn.head), (mine, "roi_heads", ours.roi_heads)]]
-    with torch.no_grad(), capture(tv.rpn, "filter_proposals", []) as tv_selected, \
-            capture(rpn_module, "select_proposals", []) as selected:
-        tv_out = tv(images)
-        out = ours(images)
-    for h in hooks:
-        h.remove()
-    return dict(images=images, tv=tv_out, ours=out.detections, seen=seen, mine=mine,
-                tv_proposals=tv_selected[0], proposals=selected[0])
+    both = run_both(tv, ours, images)
+    return dict(images=images, tv=both["tv"], ours=both["out"].detections, seen=both["seen"], mine=both["mine"],
+                tv_proposals=both["tv_selected"], proposals=both["selected"])
 
 
 def common_prefix(scores, ref_scores, tie=1e-6) -> int:
