@@ -23,6 +23,8 @@ from minimaskrcnn.data import CocoDataset, download_coco, make_subset
 from minimaskrcnn.data.download import (COCO_URL, KNOWN_MD5, DownloadError, archive_urls, extract, fetch,
                                         parse_checksum)
 
+import local_http
+
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 CATEGORIES = [{"id": 1, "name": "person"}, {"id": 18, "name": "dog"}, {"id": 44, "name": "bottle"}]
@@ -128,9 +130,7 @@ class Server:
             def log_message(self, *args):
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+        self.httpd, self.url = local_http.start(Handler)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import http.server
 import json
 import re
 import shutil
-import threading
 
 import numpy as np
 import pytest
@@ -24,6 +23,8 @@ from minimaskrcnn import cli, pretrained
 from minimaskrcnn.data.download import DownloadError
 from minimaskrcnn.resnet import FrozenBatchNorm2d
 from test_torchvision_equivalence import randomize as randomize_for_equivalence
+
+import local_http
 
 SIZES = dict(min_size=128, max_size=160)
 DETECTIONS = 10
@@ -56,9 +57,7 @@ class FileServer:
             def log_message(self, *args):
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+        self.httpd, self.url = local_http.start(Handler)
 
 
 @pytest.fixture(scope="module")
