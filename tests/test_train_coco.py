@@ -10,6 +10,7 @@ side, and the small from-scratch model (`cpu_small`), since the paper's R50-FPN 
 minutes per step on a laptop CPU.
 """
 import json
+import os
 import subprocess
 import sys
 
@@ -33,7 +34,8 @@ def test_short_run_overfits_real_coco_images(coco_root, tmp_path):
             "--min-size", "128", "--max-size", "192", "--iters", str(ITERS), "--batch-size", "2",
             "--optimizer", "adamw", "--lr", "2e-3", "--warmup-iters", "20", "--schedule", "cosine",
             "--eval-every", str(ITERS // 2), "--log-every", "10", "--no-flip", "--no-progress", "--out", str(run)]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    # one thread: a training step this small loses more to two threads' contention than it gains on 2 cores
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in records if "loss" in r]
