@@ -126,7 +126,8 @@ def test_a_checkpoint_trained_through_the_python_api_records_its_data(export, tm
     assert state["train_config"]["data"] == "annotations"
     assert state["train_config"]["annotations"] == str(ann_file.resolve())
     capsys.readouterr()
-    assert cli.main(["evaluate", "--checkpoint", str(tmp_path / "api" / "last.pt"), "--device", "cpu"]) == 0
+    with pytest.warns(UserWarning, match=r"instances_default.json: left out 1 annotations"):  # the same export
+        assert cli.main(["evaluate", "--checkpoint", str(tmp_path / "api" / "last.pt"), "--device", "cpu"]) == 0
     assert "results_instances_default.json" in capsys.readouterr().out
 
 
@@ -134,8 +135,10 @@ def test_flags_that_go_together(export, tmp_path, capsys):
     ann_file, images = export
     assert cli.main(["train", "--annotations", str(ann_file), "--iters", "1"]) == 2
     assert "--annotations and --images go together" in capsys.readouterr().err
-    assert cli.main(["train", "--annotations", str(ann_file), "--images", str(tmp_path / "nowhere"),
-                     "--iters", "1", "--out", str(tmp_path / "r")]) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the missing folder is reported before the export's dropped polygon
+        assert cli.main(["train", "--annotations", str(ann_file), "--images", str(tmp_path / "nowhere"),
+                         "--iters", "1", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nowhere" in err and "does not exist" in err
 

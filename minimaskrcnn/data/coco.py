@@ -70,6 +70,8 @@ class CocoDataset:
         self.split = split
         self.transforms = transforms
         data = load_coco_json(self.ann_file)
+        if not self.image_dir.is_dir():  # before any warning about the annotations
+            raise FileNotFoundError(f"image folder {self.image_dir} (for {self.ann_file}) does not exist")
         problems = clean_coco_dict(data)
         self.coco = coco_from_dict(data)
 
@@ -105,8 +107,6 @@ class CocoDataset:
 
     def _check_image_files(self) -> None:
         """Fail at construction, naming the paths, when listed image files are missing."""
-        if not self.image_dir.is_dir():
-            raise FileNotFoundError(f"image folder {self.image_dir} (for {self.ann_file}) does not exist")
         present = set(os.listdir(self.image_dir))  # one listing instead of one stat per image
         missing = [self.image_path(i) for i in range(len(self))
                    if self._file_name(i) not in present and not self.image_path(i).is_file()]
