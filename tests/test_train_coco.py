@@ -20,7 +20,7 @@ from minimaskrcnn import paths
 from minimaskrcnn.data.subset import make_subset
 
 NUM_IMAGES = 8
-ITERS = 200
+ITERS = 150
 
 
 @pytest.mark.slow
@@ -45,10 +45,11 @@ def test_short_run_overfits_real_coco_images(coco_root, tmp_path):
     assert [s for s, _ in evals] == [ITERS // 2, ITERS]
     assert losses[-1] < 0.5 * losses[0]
     (_, half), (_, end) = evals
-    # measured on data/coco_sample: AP 0.14 (box) / 0.08 (mask) at step 100, 0.33 / 0.18 at step 200
-    assert end["bbox"]["AP"] > 0.25 and end["segm"]["AP"] > 0.12, end
+    # measured on data/coco_sample: AP 0.031 (box) / 0.005 (mask) at step 75, 0.22 / 0.079 at step 150
+    # (200 steps reach 0.33 / 0.18, at a third more of the suite's slowest test)
+    assert end["bbox"]["AP"] > 0.15 and end["segm"]["AP"] > 0.05, end
     for kind in ("bbox", "segm"):
-        assert end[kind]["AP"] > half[kind]["AP"] + 0.05, kind
+        assert end[kind]["AP"] > half[kind]["AP"] + 0.04, kind
     # the results JSON is in the evaluation server's format: COCO image and category ids, RLE masks
     gt = json.loads(paths.ann_file(root, "train2017").read_text())
     results = json.loads((run / "results.json").read_text())

@@ -413,13 +413,16 @@ def test_sigterm_saves_after_the_step_and_exits_143(tmp_path):
             "--iters", "12", "--batch-size", "2", "--log-every", "1", "--optimizer", "adamw", "--lr", "1e-3",
             "--warmup-iters", "2", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run(argv + ["--out", str(tmp_path / "straight")], check=True, env=env, capture_output=True)
+    # the run that is never stopped trains at the same time, on the other core
+    straight = subprocess.Popen(argv + ["--out", str(tmp_path / "straight")], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     proc = subprocess.Popen(argv + ["--out", str(tmp_path / "run")], env=env, stderr=subprocess.PIPE, text=True)
     log = tmp_path / "run" / "metrics.jsonl"
     while proc.poll() is None and not (log.exists() and log.read_text().count("\n") >= 3):
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
+    assert straight.wait(timeout=120) == 0
     assert proc.returncode == 143, err
     step = read_checkpoint(tmp_path / "run" / "last.pt")["progress"]["step"]
     assert 3 <= step < 12 and err.strip().splitlines()[-1].startswith(f"error: stopped at step {step}: saved")
