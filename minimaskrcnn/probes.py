@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import RoIHeadsConfig
+from .ops import box_area
 from .poolers import pool_level
 from .transform import paste_masks, resize_boxes, resize_image, resize_masks, resized_size
 
@@ -102,8 +103,7 @@ def bin_centre_offsets(pooled: torch.Tensor, boxes: torch.Tensor) -> torch.Tenso
 
 def box_sizes(boxes: torch.Tensor) -> torch.Tensor:
     """(N, 4) (x1, y1, x2, y2) pixels -> (N,) sqrt(w * h) in pixels, the size FPN's level choice (Eq. 1) uses."""
-    boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
-    return ((boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)).sqrt()
+    return box_area(torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)).sqrt()
 
 
 def scaled_to(image_size: tuple[int, int], min_size: int | None, max_size: int = 1333) -> tuple[int, int]:

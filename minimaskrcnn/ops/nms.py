@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import torch
 
+from .boxes import _check_boxes, box_area
 from .triton import kernels, use_triton
 
 # Per device: the entries of a step's B x R IoU matrix, and the smallest and largest block B. On a CPU,
@@ -47,8 +48,7 @@ def _overlap(rows: torch.Tensor, cols: torch.Tensor, iou_threshold: float) -> to
 
 
 def _check(boxes: torch.Tensor, scores: torch.Tensor) -> None:
-    if boxes.dim() != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"boxes must be (N, 4) (x1, y1, x2, y2), got shape {tuple(boxes.shape)}")
+    _check_boxes(boxes, "boxes")
     if scores.shape != boxes.shape[:1]:
         raise ValueError(f"scores must be (N,) with N = {boxes.shape[0]}, got shape {tuple(scores.shape)}")
     if boxes.device != scores.device:
@@ -67,7 +67,7 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, impl: s
         return kernels("nms").nms(boxes, scores, iou_threshold)
     order = torch.sort(scores, descending=True, stable=True).indices  # (N,)
     box = boxes[order]  # from here on, box i is the i-th best
-    area = (box[:, 2] - box[:, 0]).clamp(min=0) * (box[:, 3] - box[:, 1]).clamp(min=0)
+    area = box_area(box)
     table = torch.cat([box.t(), area[None]]).contiguous()  # (5, N): x1, y1, x2, y2, area
     in_play = torch.arange(len(order), device=boxes.device)  # (R,) not yet kept or suppressed
     entries, smallest, largest = STEP.get(boxes.device.type, STEP["cpu"])
