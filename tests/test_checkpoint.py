@@ -163,7 +163,10 @@ def test_temp_files_of_killed_writers_are_removed_and_the_mode_follows_the_umask
     old = os.umask(0o022)
     try:
         ckpt.save_checkpoint(tmp_path / "last.pt", {"model": {"w": torch.ones(2)}})
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".best.pt.xyz.tmp", "last.pt"]
+        ckpt.copy_checkpoint(tmp_path / "last.pt", tmp_path / "best.pt")  # best.pt: the same rules
     finally:
         os.umask(old)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".best.pt.xyz.tmp", "last.pt"]
-    assert (tmp_path / "last.pt").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]
+    for name in ("last.pt", "best.pt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name  # not mkstemp's 0600

@@ -33,15 +33,22 @@ from .. import config as config_lib
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
-    """Write `state` to `path` atomically (temp file in the same folder + os.replace); returns the path."""
+    """Write `state` to `path` atomically, with the checksum of its tensors; returns the path."""
+    state = {**state, "checksum": content_checksum(state)}
+    return write_atomically(path, lambda f: torch.save(state, f))
+
+
+def write_atomically(path: str | os.PathLike, write) -> Path:
+    """Call write(f) on a temp file beside `path`, then rename it onto `path`: a reader sees the old file or the
+    new one, never half of one. The file gets the umask's mode, and temp files of `path` that killed writers
+    left behind are removed. Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Same folder as the target: os.replace is only atomic within one file system.
-    state = {**state, "checksum": content_checksum(state)}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())  # the bytes are on disk before the rename makes them visible
         os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp made it 0600
@@ -85,16 +92,8 @@ def content_checksum(state: dict) -> str:
 
 def copy_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Copy a checkpoint file atomically (e.g. last.pt -> best.pt); returns dst."""
-    dst = Path(dst)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return dst
+    with open(src, "rb") as source:
+        return write_atomically(dst, lambda f: shutil.copyfileobj(source, f))
 
 
 def rng_state() -> dict:
