@@ -33,19 +33,13 @@ def roialign_sample_points(box, output_size: int, spatial_scale: float, sampling
     sit inside the RoI where they should, with aligned=False half a cell further right and down.
     Returns (P * Gy * Q * Gx, 2) float32 (x, y), P = Q = output_size.
     """
-    from .ops.roi_align import sample_points  # the op's own sampling rule, not a copy of it
+    from .ops.roi_align import sample_grid  # the op's own sampling rule, not a copy of it
 
-    b = torch.as_tensor(box, dtype=torch.float32).reshape(4) * spatial_scale - (0.5 if aligned else 0.0)
-    width, height = b[2] - b[0], b[3] - b[1]
-    if not aligned:
-        width, height = width.clamp(min=1.0), height.clamp(min=1.0)
-    if sampling_ratio > 0:
-        gy = gx = sampling_ratio
-    else:
-        gy, gx = int(torch.ceil(height / output_size)), int(torch.ceil(width / output_size))
-    ys, _ = sample_points(b[1:2], height[None], output_size, torch.tensor([gy]), gy)  # (1, P, Gy)
-    xs, _ = sample_points(b[0:1], width[None], output_size, torch.tensor([gx]), gx)  # (1, Q, Gx)
-    yy, xx = torch.meshgrid(ys.reshape(-1), xs.reshape(-1), indexing="ij")  # (P*Gy, Q*Gx)
+    rois = torch.cat([torch.zeros(1), torch.as_tensor(box, dtype=torch.float32).reshape(4)])[None]  # (1, 5)
+    (ys, valid_y), (xs, valid_x) = sample_grid(rois, spatial_scale, (output_size, output_size), sampling_ratio,
+                                               aligned)  # (1, P, Gy), (1, Q, Gx)
+    ys, xs = ys[valid_y], xs[valid_x]  # (P*Gy,), (Q*Gx,)
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")  # (P*Gy, Q*Gx)
     return (torch.stack([xx, yy], dim=-1).reshape(-1, 2) + 0.5) / spatial_scale
 
 

@@ -66,6 +66,25 @@ def sample_points(start: torch.Tensor, length: torch.Tensor, bins: int, grid: to
     return coords, valid  # (K, bins, G) each
 
 
+def sample_grid(rois: torch.Tensor, spatial_scale: float, output_size: tuple[int, int], sampling_ratio: int,
+                aligned: bool):
+    """Where RoIAlign samples each RoI, along each axis, in feature pixels. rois: (K, 5).
+    Returns (ys, valid_y), (xs, valid_x): (K, P, Gy) and (K, Q, Gx) each, valid False for padding points."""
+    (P, Q), K = output_size, rois.shape[0]
+    # The RoI in feature-map coordinates, unquantized.
+    box = rois[:, 1:] * spatial_scale - (0.5 if aligned else 0.0)  # (K, 4)
+    width, height = box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]  # (K,)
+    if not aligned:  # the original RoIAlign forces malformed RoIs to be 1 x 1
+        width, height = width.clamp(min=1.0), height.clamp(min=1.0)
+    if sampling_ratio > 0:
+        gy = gx = torch.full((K,), sampling_ratio, dtype=torch.long, device=rois.device)
+        Gy = Gx = sampling_ratio  # known without asking the device (a GPU synchronization)
+    else:  # adaptive: about one point per feature pixel in each direction
+        gy, gx = torch.ceil(divide(height, P)).long(), torch.ceil(divide(width, Q)).long()  # (K,)
+        Gy, Gx = max(int(gy.max()), 1), max(int(gx.max()), 1)
+    return sample_points(box[:, 1], height, P, gy, Gy), sample_points(box[:, 0], width, Q, gx, Gx)
+
+
 def roi_align(input: torch.Tensor, boxes, output_size, spatial_scale: float = 1.0, sampling_ratio: int = -1,
               aligned: bool = False, mode: str = "avg", impl: str = "auto") -> torch.Tensor:
     """RoIAlign. input: (N, C, H, W); boxes: (K, 5) (batch_index, x1, y1, x2, y2) or a list of (Ki, 4),
@@ -85,20 +104,8 @@ def roi_align(input: torch.Tensor, boxes, output_size, spatial_scale: float = 1.
     N, C, H, W = input.shape
     K = rois.shape[0]
 
-    # The RoI in feature-map coordinates, unquantized.
-    box = rois[:, 1:] * spatial_scale - (0.5 if aligned else 0.0)  # (K, 4)
-    width, height = box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]  # (K,)
-    if not aligned:  # the original RoIAlign forces malformed RoIs to be 1 x 1
-        width, height = width.clamp(min=1.0), height.clamp(min=1.0)
-    if sampling_ratio > 0:
-        gy = gx = torch.full((K,), sampling_ratio, dtype=torch.long, device=input.device)
-        Gy = Gx = sampling_ratio  # known without asking the device (a GPU synchronization)
-    else:  # adaptive: about one point per feature pixel in each direction
-        gy, gx = torch.ceil(divide(height, P)).long(), torch.ceil(divide(width, Q)).long()  # (K,)
-        Gy, Gx = max(int(gy.max()), 1), max(int(gx.max()), 1)
-
-    ys, valid_y = sample_points(box[:, 1], height, P, gy, Gy)  # (K, P, Gy)
-    xs, valid_x = sample_points(box[:, 0], width, Q, gx, Gx)  # (K, Q, Gx)
+    (ys, valid_y), (xs, valid_x) = sample_grid(rois, spatial_scale, (P, Q), sampling_ratio, aligned)
+    Gy, Gx = ys.shape[-1], xs.shape[-1]  # the most points of any bin, per axis
     yi, wy = bilinear_taps(ys, H)  # (K, P, Gy, 2)
     xi, wx = bilinear_taps(xs, W)  # (K, Q, Gx, 2)
     wy, wx = wy * valid_y[..., None], wx * valid_x[..., None]  # padding points weigh 0
@@ -112,7 +119,7 @@ def roi_align(input: torch.Tensor, boxes, output_size, spatial_scale: float = 1.
     table = feature_table(input)  # (N*H*W, C)
 
     if mode == "avg":
-        count = (gy * gx).clamp(min=1).to(input.dtype)  # points per bin
+        count = (valid_y[:, 0].sum(-1) * valid_x[:, 0].sum(-1)).clamp(min=1).to(input.dtype)  # (K,) points per bin
         weight = weight / count[:, None, None, None, None, None, None]
         bags = K * P * Q  # one bag per bin, of 4 * Gy * Gx weighted rows
         out = F.embedding_bag(index.reshape(bags, -1), table, per_sample_weights=weight.reshape(bags, -1),
