@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .data import collate
+from .devices import amp_dtype
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
@@ -48,7 +49,7 @@ def evaluate(model: torch.nn.Module, dataset, batch_size: int = 2, device=None, 
     model = getattr(model, "module", model)
     device = device or next(model.parameters()).device
     device = torch.device(device)
-    amp_dtype = {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}[amp]  # TrainConfig.amp's choices
+    dtype = amp_dtype(amp, device)
     cfg = getattr(model, "config", None)
     mask_threshold = cfg.roi_heads.mask_threshold if cfg is not None else 0.5
     was_training = model.training
@@ -60,7 +61,7 @@ def evaluate(model: torch.nn.Module, dataset, batch_size: int = 2, device=None, 
     results, image_ids, unmapped = [], [], 0
     try:
         for images, targets in tqdm(loader, desc="evaluate", dynamic_ncols=True, disable=not progress):
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 detections = model([im.to(device) for im in images]).detections
             detections = [{k: v.float().cpu() if v.is_floating_point() else v.cpu() for k, v in d.items()}
                           for d in detections]

@@ -34,8 +34,8 @@ def image_paths(items) -> list[Path]:
 def model_from_checkpoint(checkpoint, device: str = "auto", **transform):
     """(model in eval mode on `device`, the checkpoint dict) of a minimaskrcnn checkpoint; transform: min_size /
     max_size overrides of the model's image size (None: as trained)."""
-    from .training.checkpoint import build_model_from_checkpoint
-    from .training.runtime import pick_device
+    from .checkpoint import build_model_from_checkpoint
+    from .devices import pick_device
 
     transform = {k: v for k, v in transform.items() if v is not None}
     model, state = build_model_from_checkpoint(checkpoint, **({"transform": transform} if transform else {}))
@@ -49,7 +49,7 @@ def load_predictor(checkpoint=None, weights=None, cache=None, device: str = "aut
         model, state = model_from_checkpoint(checkpoint, device, **transform)
         return model, state.get("class_names") or [str(i) for i in range(model.config.num_classes)]
     from . import pretrained
-    from .training.runtime import pick_device
+    from .devices import pick_device
 
     transform = {k: v for k, v in transform.items() if v is not None}
     overrides = {"transform": transform} if transform else {}

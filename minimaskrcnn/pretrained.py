@@ -22,7 +22,6 @@ Shape glossary: D detections of one image; H, W its size.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
@@ -30,6 +29,8 @@ from pathlib import Path
 
 import torch
 
+from . import config as config_lib
+from .checkpoint import torch_load, with_overrides
 from .data.download import fetch, file_digest
 
 COCO_WEIGHTS_URL = "https://download.pytorch.org/models/maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth"
@@ -118,34 +119,11 @@ def download_weights(url: str | None = None, cache=None, progress: bool = True, 
 def read_torchvision_state_dict(path) -> dict[str, torch.Tensor]:
     """A torchvision-format checkpoint (a bare state_dict, as torchvision publishes them). ValueError /
     FileNotFoundError naming the file when it is missing, unreadable or something else."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # zip reader errors, EOFError, UnpicklingError...: all mean "unreadable"
-        raise ValueError(f"weights file {path} is corrupt or truncated and cannot be read "
-                         f"({type(e).__name__})") from e
+    state = torch_load(path, "weights file")
     if not isinstance(state, dict) or "model" in state or not all(torch.is_tensor(v) for v in state.values()):
         raise ValueError(f"weights file {path} is not a torchvision state_dict (a minimaskrcnn checkpoint "
                          f"loads with --checkpoint / checkpoint.build_model_from_checkpoint)")
     return state
-
-
-def _config(num_classes: int, overrides: dict):
-    """`convert.coco_config` (torchvision's frozen-BN eps of 0) with `section={field: value}` overrides."""
-    from .convert import coco_config
-
-    cfg = coco_config(num_classes)
-    for section, fields in overrides.items():
-        part = getattr(cfg, section, None)
-        if not dataclasses.is_dataclass(part):
-            raise ValueError(f"unknown config section {section!r}")
-        unknown = set(fields) - {f.name for f in dataclasses.fields(part)}
-        if unknown:
-            raise ValueError(f"unknown field(s) {sorted(unknown)} in config section {section!r}")
-        setattr(cfg, section, dataclasses.replace(part, **fields))
-    return cfg
 
 
 def load_torchvision_weights(path, **overrides) -> Pretrained:
@@ -156,7 +134,7 @@ def load_torchvision_weights(path, **overrides) -> Pretrained:
     count is read from the checkpoint. overrides: `section={field: value}` for fields that hold no weights,
     e.g. transform={"min_size": 600}.
     """
-    from .convert import load_torchvision_maskrcnn
+    from .convert import coco_config, load_torchvision_maskrcnn
     from .model import MaskRCNN
 
     state = read_torchvision_state_dict(path)
@@ -164,7 +142,8 @@ def load_torchvision_weights(path, **overrides) -> Pretrained:
     if key not in state:
         raise ValueError(f"weights file {path} is not a torchvision maskrcnn_resnet50_fpn state_dict (no {key})")
     num_classes = state[key].shape[0]  # (K, 1024): one row per class, background included
-    model = MaskRCNN(_config(num_classes, overrides))
+    config = config_lib.from_dict(with_overrides(config_lib.to_dict(coco_config(num_classes)), overrides))
+    model = MaskRCNN(config)
     try:
         load_torchvision_maskrcnn(model, state)
     except ValueError as e:  # the strict loader's report lists every key; the first line names the problem

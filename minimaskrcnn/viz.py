@@ -131,11 +131,9 @@ def draw_bins(ax, box, output_size: int, stride: float = 1.0, edgecolor="tab:blu
     return ax
 
 
-def plot_loss_curves(log_path, out_path=None, keys=None):
-    """Plot the loss components of a JSON-lines training log (one {"step": .., "loss_*": ..} per line)."""
-    from .training.log import read_records
-
-    records = read_records(log_path)
+def plot_loss_curves(records: list[dict], out_path=None, keys=None):
+    """Plot the loss components of a training log's records ({"step": .., "loss_*": ..} each), e.g.
+    `training.read_records(run / "metrics.jsonl")`."""
     records = [r for r in records if "step" in r]
     keys = keys or sorted({k for r in records for k in r if k.startswith("loss")})
     fig, ax = plt.subplots(figsize=(6, 3.5))

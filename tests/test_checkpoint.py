@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from minimaskrcnn.training import checkpoint as ckpt
+from minimaskrcnn import checkpoint as ckpt
 from minimaskrcnn import config as config_lib
 from minimaskrcnn.resnet import build_backbone
+from minimaskrcnn.training.runtime import rng_state, set_rng_state
 
 
 def small_backbone_config(**kw):
@@ -116,10 +117,10 @@ def test_config_differences_by_hand():
 def test_rng_states_survive_a_weights_only_checkpoint(tmp_path):
     random.seed(1), np.random.seed(2), torch.manual_seed(3)
     np.random.randn()  # leaves a cached Gaussian in numpy's state
-    path = ckpt.save_checkpoint(tmp_path / "rng.pt", {"model": {}, "rng": ckpt.rng_state()})
+    path = ckpt.save_checkpoint(tmp_path / "rng.pt", {"model": {}, "rng": rng_state()})
     expected = (random.random(), np.random.randn(3).tolist(), torch.rand(3).tolist())
     random.seed(9), np.random.seed(9), torch.manual_seed(9)
-    ckpt.set_rng_state(ckpt.read_checkpoint(path)["rng"])
+    set_rng_state(ckpt.read_checkpoint(path)["rng"])
     assert (random.random(), np.random.randn(3).tolist(), torch.rand(3).tolist()) == expected
 
 

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from minimaskrcnn import cli, predict, training
-from minimaskrcnn.training.checkpoint import read_checkpoint, save_checkpoint
+from minimaskrcnn.checkpoint import read_checkpoint, save_checkpoint
 from minimaskrcnn.data import CocoDataset, ShapesDataset
 
 

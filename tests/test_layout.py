@@ -1,5 +1,6 @@
 """The package's layout shows its architecture: no import cycle (read from the source with `ast`, imports
-inside functions included), no module over about 300 lines (320 at most), and the README's package map lists
+inside functions included), no arrow that runs back up (the model and inference side never import training/,
+ablation/, exercises/ or cli/), no module over about 300 lines (320 at most), and the README's package map lists
 every module."""
 import ast
 import re
@@ -76,18 +77,48 @@ def test_no_import_cycle():
     assert find_cycle(graph()) is None, " -> ".join(find_cycle(graph()))
 
 
-def test_the_model_side_never_imports_the_training_side():
-    model_side = ["model", "rpn", "roi_heads", "poolers", "matching", "box_head", "mask_head", "resnet", "fpn",
-                  "anchors", "transform", "losses", "config"]
+def reachable(edges: dict, start: str) -> set:
+    """Every module `start` imports, directly or through others."""
+    reached, todo = set(), [start]
+    while todo:
+        for nxt in edges[todo.pop()] - reached:
+            reached.add(nxt)
+            todo.append(nxt)
+    return reached
+
+
+# The house, bottom to top: the model and inference side (the model's components, ops, data, checkpoints,
+# devices, evaluation, predict, pretrained weights, drawing), then the training side and the studies built on it,
+# then the rooms that use everything (the exercises, the command line). An arrow may only point down.
+UPPER_ROOMS = ("minimaskrcnn.training", "minimaskrcnn.ablation", "minimaskrcnn.exercises", "minimaskrcnn.cli")
+
+
+def in_room(module: str, rooms) -> bool:
+    return any(module == room or module.startswith(room + ".") for room in rooms)
+
+
+def test_the_model_and_inference_side_never_import_training_ablation_or_the_cli():
     edges = graph()
-    for name in model_side:
-        reached, todo = set(), [f"minimaskrcnn.{name}"]
-        while todo:
-            for nxt in edges[todo.pop()] - reached:
-                reached.add(nxt)
-                todo.append(nxt)
-        assert not {m for m in reached if m.startswith(("minimaskrcnn.training", "minimaskrcnn.ablation",
-                                                         "minimaskrcnn.cli"))}, name
+    lower = [m for m in edges if not in_room(m, UPPER_ROOMS) and m != "minimaskrcnn.__main__"]
+    assert {"minimaskrcnn.model", "minimaskrcnn.evaluation", "minimaskrcnn.predict", "minimaskrcnn.pretrained",
+            "minimaskrcnn.checkpoint", "minimaskrcnn.devices", "minimaskrcnn.viz"} <= set(lower)
+    for name in lower:
+        upward = sorted(m for m in reachable(edges, name) if in_room(m, UPPER_ROOMS))
+        assert not upward, f"{name} imports {upward}: the model and inference side must not need them"
+
+
+def test_training_and_ablation_never_import_the_cli_or_the_exercises():
+    edges = graph()
+    for name in [m for m in edges if in_room(m, ("minimaskrcnn.training", "minimaskrcnn.ablation"))]:
+        upward = sorted(m for m in reachable(edges, name)
+                        if in_room(m, ("minimaskrcnn.cli", "minimaskrcnn.exercises")))
+        assert not upward, f"{name} imports {upward}"
+
+
+def test_the_layering_test_sees_an_upward_arrow():
+    edges = {"minimaskrcnn.viz": {"minimaskrcnn.training.log"}, "minimaskrcnn.training.log": set()}
+    assert reachable(edges, "minimaskrcnn.viz") == {"minimaskrcnn.training.log"}
+    assert in_room("minimaskrcnn.training.log", UPPER_ROOMS) and not in_room("minimaskrcnn.trainingx", UPPER_ROOMS)
 
 
 @pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))

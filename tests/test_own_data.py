@@ -9,7 +9,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from minimaskrcnn import cli, training
-from minimaskrcnn.training.checkpoint import read_checkpoint
+from minimaskrcnn.checkpoint import read_checkpoint
 from minimaskrcnn.training.sampler import ResumableSampler
 from minimaskrcnn.data import CocoDataset
 

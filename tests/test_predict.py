@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from minimaskrcnn import cli, predict
-from minimaskrcnn.training.checkpoint import save_checkpoint
+from minimaskrcnn.checkpoint import save_checkpoint
 
 
 class OneBox(torch.nn.Module):

@@ -22,7 +22,7 @@ from torch.utils.data import DistributedSampler
 
 from minimaskrcnn import training
 from minimaskrcnn.evaluation import evaluate
-from minimaskrcnn.training.checkpoint import read_checkpoint
+from minimaskrcnn.checkpoint import read_checkpoint
 from minimaskrcnn.training.sampler import ResumableSampler, SeededSamples
 from minimaskrcnn.data import RandomHorizontalFlip, ShapesDataset
 from minimaskrcnn.training import TrainConfig, lr_at, resolve

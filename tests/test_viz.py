@@ -51,10 +51,12 @@ def test_draw_bins_draws_output_size_squared_bins():
     plt.close(fig)
 
 
-def test_plot_loss_curves_reads_a_json_lines_log(tmp_path):
+def test_plot_loss_curves_draws_the_records_of_a_json_lines_log(tmp_path):
+    from minimaskrcnn.training import read_records
+
     log = tmp_path / "log.jsonl"
     log.write_text("\n".join(json.dumps({"step": s, "loss_mask": 1.0 / s, "lr": 0.1}) for s in (1, 2, 3)))
-    fig = viz.plot_loss_curves(log, tmp_path / "curve.png")
+    fig = viz.plot_loss_curves(read_records(log), tmp_path / "curve.png")
     (line,) = fig.axes[0].get_lines()
     np.testing.assert_allclose(line.get_ydata(), [1.0, 0.5, 1.0 / 3])
     assert (tmp_path / "curve.png").stat().st_size > 0

@@ -4,9 +4,8 @@
     datasets.py    the data a TrainConfig names, and the TrainConfig that records the data a run used
     sampler.py     the seeded, resumable order of the images and of their augmentation
     schedule.py    the optimizer and the lr as a function of the step
-    runtime.py     processes (DDP), device, seeds, AMP
-    checkpoint.py  atomic checkpoints, loading that says what does not fit
-    log.py         metrics.jsonl
+    runtime.py     processes (DDP), seeds and generator states, the fp16 loss scaler
+    log.py         metrics.jsonl (read_records)
     loop.py        train(): the loop, from the named steps of a Run
     recipes.py     DEMO, the recipe of `make demo` and of the Table 2 studies
 
@@ -15,9 +14,10 @@
 """
 from .config import TrainConfig, build_model_config, resolve, resume_config
 from .datasets import build_datasets
+from .log import read_records
 from .loop import TrainResult, train
 from .recipes import DEMO
 from .schedule import lr_at
 
 __all__ = ["TrainConfig", "TrainResult", "train", "resume_config", "resolve", "build_model_config",
-           "build_datasets", "lr_at", "DEMO"]
+           "build_datasets", "lr_at", "DEMO", "read_records"]

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import config as config_lib
+from ..checkpoint import read_checkpoint
 from ..config import check_choice, check_fraction, check_number
-from .checkpoint import read_checkpoint
-from .runtime import AMP_DTYPES, check_device_name
+from ..devices import AMP_DTYPES, check_device_name
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "cosine")

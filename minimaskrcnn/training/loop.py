@@ -23,15 +23,16 @@ from tqdm.auto import tqdm
 
 from .. import config as config_lib
 from .. import paths
+from ..checkpoint import copy_checkpoint, load_checkpoint, save_checkpoint
 from ..data import collate
 from ..data.sources import describe
+from ..devices import amp_dtype, pick_device
 from ..evaluation import evaluate
-from .checkpoint import copy_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig, build_model_config, resolve
 from .datasets import build_datasets, recorded_data
 from .guards import headline_ap, loss_values, one_line_errors, out_of_memory_hint, with_message
-from .log import append_record, drop_records_after
-from .runtime import amp_dtype, grad_scaler, init_distributed, pick_device, seed_everything
+from .log import append_record, drop_records_after, read_records
+from .runtime import grad_scaler, init_distributed, rng_state, seed_everything, set_rng_state
 from .sampler import ResumableSampler, SeededSamples
 from .schedule import build_optimizer, lr_at
 from .stop import StopRequests
@@ -254,7 +255,7 @@ class Run:
             copy_checkpoint(self.last_ckpt, self.out / "best.pt")
 
     def state(self, rngs: list) -> dict:
-        """What a checkpoint holds (training/checkpoint.py): weights, optimizer, position, generators, data."""
+        """What a checkpoint holds (checkpoint.py): weights, optimizer, position, generators, data."""
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
                 "model_config": config_lib.to_dict(self.model_config) if self.model_config is not None else None,
@@ -307,7 +308,7 @@ class Run:
 
             from ..viz import plot_loss_curves
 
-            plt.close(plot_loss_curves(self.log_path, self.out / "loss_curve.png"))
+            plt.close(plot_loss_curves(read_records(self.log_path), self.out / "loss_curve.png"))
         if self.world > 1 and self.owns_group:
             dist.destroy_process_group()
         return TrainResult(self.model, p.step, self.out, self.metrics, time.perf_counter() - self.start)

@@ -1,4 +1,5 @@
-"""Where and how a run computes: processes (DistributedDataParallel under torchrun), device, seeds, AMP.
+"""Where and how a run computes: processes (DistributedDataParallel under torchrun), seeds and the random
+generators' state, the fp16 loss scaler. (Devices and AMP dtypes, which inference shares, are in devices.py.)
 
 All of it lives here, in the training side, never in the model: the model only maps (images, targets) to
 losses, or images to detections.
@@ -11,8 +12,6 @@ import random
 import numpy as np
 import torch
 import torch.distributed as dist
-
-AMP_DTYPES = {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def init_distributed() -> tuple[int, int, int]:
@@ -27,31 +26,6 @@ def init_distributed() -> tuple[int, int, int]:
     return (dist.get_rank(), dist.get_world_size(), local_rank) if dist.is_initialized() else (0, 1, 0)
 
 
-DEVICE_TYPES = ("cpu", "cuda", "mps")
-
-
-def check_device_name(what: str, name) -> None:
-    """ValueError naming `what` (e.g. "TrainConfig.device") unless `name` is "auto" or a device torch knows, of a type we run on.
-    Whether that device is present is checked when the run starts (`pick_device`)."""
-    try:
-        ok = name == "auto" or torch.device(name).type in DEVICE_TYPES
-    except (RuntimeError, TypeError):
-        ok = False
-    if not ok:
-        raise ValueError(f"{what} must be 'auto', 'cpu', 'cuda', 'cuda:<index>' or 'mps'; got {name!r}")
-
-
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """"auto": this process's GPU when there is one, else the CPU; otherwise the device named."""
-    check_device_name("the device", name)
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but CUDA is not available")
-    return device
-
-
 def seed_everything(seed: int) -> None:
     """Python's, numpy's and torch's generators (CPU and every CUDA device)."""
     random.seed(seed)
@@ -59,15 +33,33 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def amp_dtype(amp: str, device: torch.device):
-    """The autocast dtype of TrainConfig.amp (None: full precision); fp16 needs CUDA's GradScaler."""
-    if amp == "fp16" and device.type != "cuda":
-        raise ValueError("TrainConfig.amp='fp16' needs a CUDA device (use 'bf16' or 'off' on the CPU)")
-    return AMP_DTYPES[amp]
-
-
 def grad_scaler(enabled: bool):
     """fp16's loss scaler (a pass-through when not enabled)."""
     if hasattr(torch.amp, "GradScaler"):  # torch >= 2.3
         return torch.amp.GradScaler("cuda", enabled=enabled)
     return torch.cuda.amp.GradScaler(enabled=enabled)
+
+
+def rng_state() -> dict:
+    """Every random generator a training step draws from (torch CPU and CUDA, numpy, Python), as
+    tensors and plain values so the checkpoint loads with weights_only=True."""
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, py_state, py_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": {"version": version, "state": list(py_state), "gauss": py_gauss},
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what `rng_state` captured (CUDA states only when there are as many devices)."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))

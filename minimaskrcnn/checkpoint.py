@@ -1,10 +1,13 @@
-"""Checkpoints: atomic saving, and loading that says exactly what does not fit.
+"""Checkpoints: atomic saving, reading that says what is wrong with a file, and loading that says exactly
+what does not fit. The floor that training, evaluation, predict and pretrained all stand on: it imports neither
+`training/` nor the model (the model is imported inside `build_model_from_checkpoint` only).
 
-A checkpoint is one `torch.save`d dict (see `training.loop.Run.state` for what a training run puts in it):
+A checkpoint is one `torch.save`d dict (`training.loop.Run.state` says what a training run puts in it):
 
     "model":        the model's state_dict
     "model_config": config.to_dict(ModelConfig), to rebuild the model (`build_model_from_checkpoint`)
-    "optimizer", "scaler", "step", "epoch", "rng", "sampler", "train_config", ...: resume state
+    "optimizer", "scaler", "progress", "rng", "train_config", "data", ...: what a resumed run needs
+    "class_names", "label_to_cat_id": what predict and evaluate need to name classes and map them to COCO ids
 
     "checksum":     SHA-256 of everything above, tensors' bytes included (`content_checksum`)
 
@@ -20,16 +23,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 import shutil
 import tempfile
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from .. import config as config_lib
+from . import config as config_lib
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
@@ -96,44 +97,26 @@ def copy_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
         return write_atomically(dst, lambda f: shutil.copyfileobj(source, f))
 
 
-def rng_state() -> dict:
-    """Every random generator a training step draws from (torch CPU and CUDA, numpy, Python), as
-    tensors and plain values so the checkpoint loads with weights_only=True."""
-    _, keys, pos, has_gauss, gauss = np.random.get_state()
-    version, py_state, py_gauss = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
-        "python": {"version": version, "state": list(py_state), "gauss": py_gauss},
-    }
-
-
-def set_rng_state(state: dict) -> None:
-    """Restore what `rng_state` captured (CUDA states only when there are as many devices)."""
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    p = state["python"]
-    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+def torch_load(path: str | os.PathLike, what: str = "checkpoint", map_location="cpu"):
+    """torch.load(path, weights_only=True), with one-line errors naming the file: FileNotFoundError when it is
+    missing, ValueError when it is truncated, corrupt or holds more than tensors and plain values. `what` names
+    the file in the message ("checkpoint", "weights file")."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # zip reader errors, EOFError, UnpicklingError...: all mean "unreadable"
+        # (not torch's own text: for a file that is not weights-only it advises weights_only=False, i.e. running
+        # whatever code the file holds)
+        raise ValueError(f"{what} {path} is corrupt or truncated, or not a {what} of tensors and plain values, "
+                         f"and cannot be read ({type(e).__name__})") from e
 
 
 def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     """The raw checkpoint dict. FileNotFoundError / ValueError naming the file when it is missing,
     truncated, corrupt or not a minimaskrcnn checkpoint."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # zip reader errors, EOFError, UnpicklingError...: all mean "unreadable"
-        # (not torch's own text: for a file that is not weights-only it advises weights_only=False, i.e. running
-        # whatever code the file holds)
-        raise ValueError(f"checkpoint {path} is corrupt or truncated, or not a checkpoint of tensors and plain "
-                         f"values, and cannot be read ({type(e).__name__})") from e
+    state = torch_load(path, "checkpoint", map_location)
     if not isinstance(state, dict) or "model" not in state:
         raise ValueError(f"checkpoint {path} is not a minimaskrcnn checkpoint (no 'model' entry)")
     if "checksum" in state and content_checksum(state) != state["checksum"]:
@@ -224,21 +207,26 @@ def build_model_from_checkpoint(path: str | os.PathLike, map_location="cpu", **c
     config_overrides: `section={field: value}` replacements applied to the stored config before
     building, for fields that hold no weights, e.g. transform={"min_size": 600}.
     """
-    from ..model import MaskRCNN  # imported here so checkpoint.py stays usable without the model
+    from .model import MaskRCNN  # imported here so checkpoint.py stays usable without the model
 
     state = read_checkpoint(path, map_location)
     if state.get("model_config") is None:
         raise ValueError(f"checkpoint {path} stores no model_config; build the model yourself and call "
                          f"load_checkpoint(path, model)")
-    cfg_dict = state["model_config"]
-    for section, fields in config_overrides.items():
-        if section not in cfg_dict or not isinstance(cfg_dict[section], dict):
-            raise ValueError(f"unknown config section {section!r}")
-        unknown = set(fields) - set(cfg_dict[section])
-        if unknown:
-            raise ValueError(f"unknown field(s) {sorted(unknown)} in config section {section!r}")
-        cfg_dict = {**cfg_dict, section: {**cfg_dict[section], **fields}}
-    model_config = config_lib.from_dict(cfg_dict)
+    model_config = config_lib.from_dict(with_overrides(state["model_config"], config_overrides))
     model = MaskRCNN(model_config)
     apply_checkpoint(state, model, model_config, source=path)
     return model, state
+
+
+def with_overrides(config: dict, overrides: dict) -> dict:
+    """A config dict (config.to_dict) with `section={field: value}` overrides applied, for fields that hold no
+    weights (e.g. {"transform": {"min_size": 600}}); ValueError naming an unknown section or field."""
+    for section, fields in overrides.items():
+        if section not in config or not isinstance(config[section], dict):
+            raise ValueError(f"unknown config section {section!r}")
+        unknown = set(fields) - set(config[section])
+        if unknown:
+            raise ValueError(f"unknown field(s) {sorted(unknown)} in config section {section!r}")
+        config = {**config, section: {**config[section], **fields}}
+    return config

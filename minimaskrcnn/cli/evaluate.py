@@ -1,0 +1,47 @@
+"""`python -m minimaskrcnn evaluate`: COCO box and mask AP of a checkpoint, on the held-out set its run used or on
+the data named here."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from .. import paths
+from ..devices import check_device_name
+from .flags import add_model_flags
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--annotations", default=None, help="a COCO-format JSON to evaluate on (with --images)")
+    p.add_argument("--images", default=None, help="the image folder of --annotations")
+    p.add_argument("--data", default=None, help="COCO root or 'shapes' (default: the held-out set the "
+                                                 "checkpoint's run used)")
+    p.add_argument("--split", default="val2017", help="COCO split of --data (default: val2017)")
+    p.add_argument("--num-images", type=int, default=200, help="held-out synthetic images (--data shapes)")
+    p.add_argument("--out", default=None, help="results JSON (default: next to the checkpoint)")
+    add_model_flags(p)
+
+
+def run(args) -> None:
+    from ..data.sources import evaluation_set
+    from ..evaluation import evaluate, summary_line
+    from ..predict import model_from_checkpoint
+
+    check_device_name("--device", args.device)
+    start = time.perf_counter()
+    model, state = model_from_checkpoint(args.checkpoint, args.device, min_size=args.min_size, max_size=args.max_size)
+    dataset = evaluation_set(state, args.checkpoint, args.annotations, args.images, args.data, args.split,
+                             args.num_images)
+    trained_names = state.get("class_names")
+    if dataset.num_classes != model.config.num_classes or (trained_names and trained_names != dataset.class_names):
+        raise ValueError(f"checkpoint {args.checkpoint} was trained on {model.config.num_classes - 1} classes "
+                         f"{(trained_names or [])[1:6]}..., the dataset {dataset} has {dataset.num_classes - 1} "
+                         f"{dataset.class_names[1:6]}...")
+    name = Path(dataset.ann_file).stem if hasattr(dataset, "ann_file") else "shapes"
+    out = Path(args.out) if args.out else Path(args.checkpoint).with_name(f"results_{name}.json")
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; name the results file, e.g. {out / 'results.json'}")
+    paths.writable_folder(out.parent)  # before the inference, whose results would be lost
+    metrics = evaluate(model, dataset, args.batch_size, out_json=out)
+    print(f"results: {out}")
+    print(summary_line(metrics, time.perf_counter() - start))
