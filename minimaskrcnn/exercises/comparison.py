@@ -179,14 +179,13 @@ def _run(model, images, batches, seed: int, lr: float) -> dict:
 
 
 def compare(source, model=None, *, checkpoint=None, names=None, images: int = 2, steps: int = 2, seed: int = 0,
-            lr: float = 0.005, print_=print) -> bool:
+            lr: float = 0.005, what: str = "given", print_=print) -> bool:
     """Run `model` (else default_model(checkpoint)) with the package's functions and with yours (use(source,
     names)): the inference on `images` held-out images and `steps` training steps of 2 images. Prints the
-    report; True when the detections and the losses agree within TOLERANCE."""
+    report (`what`: the model, in words); True when the detections and the losses agree within TOLERANCE."""
     from ..data import ShapesDataset
     from ..training import DEMO
 
-    what = "given"
     if model is None:
         model, what = default_model(checkpoint)
     held_out = ShapesDataset(images, DEMO.image_size, seed=DEMO.data_seed + 1)
