@@ -120,8 +120,9 @@ def cmd_check(args) -> None:
     if args.list:
         for c in COMPONENTS.values():
             core = sum(p.core for p in c.properties)
-            print(f"{c.name:17s} {', '.join(c.functions):27s} {core:2d} core, {len(c.properties) - core:2d} "
-                  f"conventions: {c.title}")
+            n = len(c.properties) - core
+            print(f"{c.name:17s} {', '.join(c.functions):27s} {core:2d} core, {n:2d} convention{'s' if n != 1 else ' '}"
+                  f": {c.title}")
         return
     component, file = args.component, args.file
     if args.in_model and file is None and component is not None and component not in COMPONENTS \

@@ -199,7 +199,8 @@ def compare(source, model=None, *, checkpoint=None, names=None, images: int = 2,
         model.roi_heads.cfg = dataclasses.replace(cfg, batch_size_per_image=every_roi)
         for who in ("package", "yours"):
             model.load_state_dict(initial)
-            with use(source, names) if who == "yours" else contextlib.nullcontext() as swapped:
+            with use(source, names) if who == "yours" else contextlib.nullcontext() as swapped, \
+                    torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
                 runs[who] = _run(model, inputs, batches, seed, lr)
     finally:
         model.roi_heads.cfg = cfg
