@@ -1,40 +1,43 @@
-"""Implement it yourself: check your own box_iou, box coder, nms, roi_pool, roi_align and grid_anchors.
+"""Implement it yourself: check your own versions of Mask R-CNN's pieces, then run the model with them.
 
-Each component has a list of properties, rules of the op in words, each tested on small cases against
-hand-computed values and plain-Python loop references that share no code with minimaskrcnn.ops (see
-core.py). Two ways to run them, with the same report:
+Twelve components, each a list of properties (rules of the op in words) tested on small cases against
+hand-computed values and plain-Python loop references that share no code with the package (core.py):
+Faster R-CNN's geometry (box_iou, box_coder, nms, grid_anchors, roi_pool, roi_align), what Mask R-CNN
+adds (label_anchors, sample_rois, mask_targets, mask_loss, paste_masks) and one backward pass written
+by hand (bilinear_backward). Each property is core (the idea, as the paper defines it) or a convention
+(torchvision's rule); a component passes when its core passes, and with strict=True / --strict when
+every convention passes too.
 
-    from minimaskrcnn.exercises import check
-    check("roi_align", roi_align)                  # in a notebook: prints the report, returns True / False
-    python -m minimaskrcnn check roi_align my_ops.py   # the command: exit status 0 when all pass, 1 if not
+    from minimaskrcnn import exercises
+    exercises.check("roi_align", roi_align)             # in a notebook, in this process: prints, returns True / False
+    exercises.check_file("all", "my_ops.py")            # a file's functions, in a child process
+    with exercises.use("my_ops.py"): model(images)      # the model runs your functions (in_model.py)
+    exercises.compare("my_ops.py")                      # ... against the package's: same detections, same losses?
 
+    python -m minimaskrcnn check roi_align my_ops.py    # exit 0: the core passes; 1: it does not; 2: usage error
+    python -m minimaskrcnn check all my_ops.py --strict # the conventions too
+    python -m minimaskrcnn check --in-model my_ops.py   # compare() from the command line
+
+check() runs in the notebook's own process (its functions live there); everything the command line and
+check_file() run happens in a child process with a time limit per component (isolation.py), so that a
+file cannot fake a pass with sys.exit(0) or hang the check with an endless loop.
 Notebook 09 has the skeletons; notebooks/solutions/my_ops.py has worked solutions.
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
-from .anchors import GRID_ANCHORS
-from .boxes import BOX_CODER, BOX_IOU
-from .core import Component, report, run
-from .nms import NMS
-from .roi_align import ROI_ALIGN
-from .roi_pool import ROI_POOL
-
-# In the notebook's order: geometry first, then the RoI ops.
-COMPONENTS: dict[str, Component] = {c.name: c for c in (BOX_IOU, BOX_CODER, NMS, GRID_ANCHORS, ROI_POOL, ROI_ALIGN)}
+from .components import COMPONENTS, get_component
+from .core import run
+from .in_model import SWAPPABLE, use
+from .isolation import IN_MODEL, run_in_child
+from .loading import load_module
+from .report import report
 
 
-def get_component(name: str) -> Component:
-    if name not in COMPONENTS:
-        raise ValueError(f"unknown component {name!r}: choose one of {', '.join(COMPONENTS)} (or 'all')")
-    return COMPONENTS[name]
-
-
-def check(component: str, *functions, print_=print) -> bool:
-    """Run a component's properties on your function(s), print the report, return whether all pass.
+def check(component: str, *functions, print_=print, strict: bool = False) -> bool:
+    """Run a component's properties on your function(s) in this process, print the report, return whether
+    the core passes (strict=True: every property).
 
     check("roi_align", roi_align); check("box_coder", encode_boxes, decode_boxes). Never raises for a
     wrong or unfinished function: a skeleton that raises NotImplementedError is reported as not
@@ -45,53 +48,53 @@ def check(component: str, *functions, print_=print) -> bool:
         raise ValueError(f"check({component!r}, ...) takes the function(s) {', '.join(c.functions)}, "
                          f"got {len(functions)} argument(s)")
     print_(c.header)
-    return report(c, run(c, dict(zip(c.functions, functions))), print_)
+    return report(c, run(c, dict(zip(c.functions, functions))), print_, strict)
 
 
-def load_module(path) -> object:
-    """Import a Python file (e.g. my_ops.py) as a module, with its folder on sys.path for its own imports."""
+def check_file(component: str | None, path, print_=print, strict: bool = False, in_model: bool = False,
+               checkpoint=None, time_limit: float = 60.0) -> bool:
+    """Check the function(s) named after the component in a Python file, in a child process with
+    `time_limit` seconds per component; component 'all' checks every component (one the file does not
+    define counts as failed), None none. in_model: then compare() the model (`checkpoint`, else
+    comparison.default_model's) with the file's functions (the component's, or all). Returns whether everything
+    passes (the core, or with strict every property). ValueError when the file cannot be imported or lacks
+    the component's functions."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     if path.suffix != ".py":
         raise ValueError(f"{path} is not a Python file (.py)")
-    spec = importlib.util.spec_from_file_location(f"_checked_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # as an import does (dataclasses, for one, look the module up there)
-    sys.path.insert(0, str(path.resolve().parent))
-    try:
-        spec.loader.exec_module(module)
-    except Exception as e:
-        del sys.modules[spec.name]
+    try:  # a syntax error is found here, without a child process
+        compile(path.read_text(), str(path), "exec")
+    except (SyntaxError, ValueError) as e:
         raise ValueError(f"{path} could not be imported: {type(e).__name__}: {e}") from e
-    finally:
-        sys.path.remove(str(path.resolve().parent))
-    return module
-
-
-def check_file(component: str, path, print_=print) -> bool:
-    """Check the function(s) named after the component in a Python file; component 'all' checks every
-    component (a function the file does not define counts as failed). Returns whether all pass."""
-    module = load_module(path)
-    if component != "all":
-        c = get_component(component)
-        missing = [name for name in c.functions if not callable(getattr(module, name, None))]
-        if missing:
-            raise ValueError(f"{path} defines no function {' or '.join(missing)} (the {c.name} check needs "
-                             f"{' and '.join(c.functions)})")
-        return check(c.name, *(getattr(module, name) for name in c.functions), print_=print_)
-    passed = {}
-    for c in COMPONENTS.values():
-        functions = [getattr(module, name, None) for name in c.functions]
-        if all(callable(f) for f in functions):
-            passed[c.name] = check(c.name, *functions, print_=print_)
-        else:
-            print_(f"{c.header}\n{c.name}: {path} does not define {' and '.join(c.functions)}")
-            passed[c.name] = False
-        print_("")
-    print_(f"all: {sum(passed.values())} of {len(passed)} components pass" + (
-        "" if all(passed.values()) else f" (not yet: {', '.join(n for n, ok in passed.items() if not ok)})"))
+    names = list(COMPONENTS) if component == "all" else [get_component(component).name] if component else []
+    swap = None if component in ("all", None) else list(COMPONENTS[component].functions)
+    job = {"file": str(path.resolve()), "units": names + [IN_MODEL] * in_model, "names": swap, "strict": strict,
+           "checkpoint": str(checkpoint) if checkpoint else None}
+    (result,) = run_in_child([job], time_limit, 10 * time_limit, print_)
+    if result.error:
+        raise ValueError(result.error.replace(str(path.resolve()), str(path)))
+    missing = [u for u in result.units if u.missing]
+    if component not in ("all", None) and missing:
+        c = COMPONENTS[component]
+        raise ValueError(f"{path} defines no function {' or '.join(missing[0].missing)} (the {c.name} check needs "
+                         f"{' and '.join(c.functions)})")
+    passed = {u.name: u.strict if strict else u.core for u in result.units}
+    if component == "all":
+        checked = [n for n in passed if n != IN_MODEL]
+        strict_ok = sum(u.strict for u in result.units if u.name != IN_MODEL)
+        print_(f"all: {sum(passed[n] for n in checked)} of {len(checked)} components pass their core, {strict_ok} "
+               f"every convention too" + ("" if all(passed[n] for n in checked) else
+                                          f" (not yet: {', '.join(n for n in checked if not passed[n])})"))
     return all(passed.values())
 
 
-__all__ = ["COMPONENTS", "check", "check_file", "load_module"]
+def compare(source, model=None, **kwargs) -> bool:
+    """Run a model with the package's functions and with yours, in this process: see comparison.py."""
+    from .comparison import compare as run_comparison
+
+    return run_comparison(source, model, **kwargs)
+
+
+__all__ = ["COMPONENTS", "SWAPPABLE", "check", "check_file", "compare", "load_module", "use"]

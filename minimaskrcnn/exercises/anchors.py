@@ -66,43 +66,66 @@ GRID_ANCHORS = Component("grid_anchors", "the anchors of one feature level (Fast
 ])
 
 
-@GRID_ANCHORS.property("w = size / sqrt(a), h = size * sqrt(a) for a = h / w, corners centred at (0, 0) and rounded "
-                       "to whole pixels (hand-computed)")
+def layout(functions, inputs):
+    """A measure that keeps what the idea fixes and drops the conventions: every anchor relative to the mean
+    centre of all of them (so where a position's centre sits does not matter), rows sorted (any order)."""
+    a = functions.grid_anchors(*inputs.values()).double()
+    centre = a.reshape(-1, 2, 2).mean(dim=1).mean(dim=0)  # (2,) x, y: the mean anchor centre
+    rows = (a - centre.repeat(2)).tolist()
+    return torch.tensor(sorted(rows), dtype=torch.float64).reshape(-1, 4)
+
+
+@GRID_ANCHORS.core("w * h = size^2 and h / w = a: w = size / sqrt(a), h = size * sqrt(a), centred on the position "
+                   "(sizes whose corners are whole pixels, hand-computed)")
+def _(t):
+    t.expect("one position, stride 16, size 32, aspect ratios 1 and 4 (twice as tall as wide)",
+             {"sizes": (32,), "aspect_ratios": (1.0, 4.0), "feature_size": (1, 1), "stride": 16},
+             [[-16.0, -16, 16, 16], [-8, -32, 8, 32]])
+
+
+@GRID_ANCHORS.core("one anchor per position, aspect ratio and size, positions stride apart; a tuple stride is "
+                   "(stride_y, stride_x) (compared in any order, about their mean centre)")
+def _(t):
+    t.expect("a 2 x 3 map of stride (8, 4), sizes 4 and 8, aspect ratios 1 and 4",
+             {"sizes": (4, 8), "aspect_ratios": (1.0, 4.0), "feature_size": (2, 3), "stride": (8, 4)}, measure=layout)
+
+
+@GRID_ANCHORS.core("an empty map (H or W = 0) gives a (0, 4) result")
+def _(t):
+    t.expect("a 0 x 3 map", {"sizes": (32,), "aspect_ratios": (0.5, 1.0, 2.0), "feature_size": (0, 3), "stride": 16},
+             torch.zeros(0, 4))
+
+
+@GRID_ANCHORS.convention("the corners of the anchors centred at (0, 0) are rounded to whole pixels, half to even "
+                         "(torch.round: a square of size 5 has corners -2 and 2)")
 def _(t):
     # size 32: a = 0.5 gives 45.25 x 22.63, corners +-22.63 -> 23 and +-11.31 -> 11
     t.expect("one position, stride 16, size 32, aspect ratios 0.5, 1, 2",
              {"sizes": (32,), "aspect_ratios": (0.5, 1.0, 2.0), "feature_size": (1, 1), "stride": 16},
              [[-23.0, -11, 23, 11], [-16, -16, 16, 16], [-11, -23, 11, 23]])
+    t.expect("one position, size 5, aspect ratio 1: corners +-2.5 round to +-2",
+             {"sizes": (5,), "aspect_ratios": (1.0,), "feature_size": (1, 1), "stride": 8}, [[-2.0, -2, 2, 2]])
 
 
-@GRID_ANCHORS.property("the A anchors of a position are ratio-major: for each aspect ratio, each size")
+@GRID_ANCHORS.convention("the A anchors of a position are ratio-major: for each aspect ratio, each size")
 def _(t):
     t.expect("one position, sizes 8 and 16, aspect ratios 1 and 4 (h = 2 size, w = size / 2)",
              {"sizes": (8, 16), "aspect_ratios": (1.0, 4.0), "feature_size": (1, 1), "stride": 4},
              [[-4.0, -4, 4, 4], [-8, -8, 8, 8], [-2, -8, 2, 8], [-4, -16, 4, 16]])
 
 
-@GRID_ANCHORS.property("corners are rounded half to even (torch.round): a square of size 5 has corners -2 and 2")
-def _(t):
-    t.expect("one position, size 5, aspect ratio 1: corners +-2.5 round to +-2",
-             {"sizes": (5,), "aspect_ratios": (1.0,), "feature_size": (1, 1), "stride": 8}, [[-2.0, -2, 2, 2]])
-
-
-@GRID_ANCHORS.property("anchor a at position (y, x) is row (y * W + x) * A + a, centred on (x * stride, y * stride)")
+@GRID_ANCHORS.convention("anchor a at position (y, x) is row (y * W + x) * A + a, centred on the position's top-left "
+                         "image pixel (x * stride, y * stride)")
 def _(t):
     rows = [[x * 10 - 2, y * 10 - 2, x * 10 + 2, y * 10 + 2] for y in range(2) for x in range(3)]
     t.expect("a 2 x 3 map of stride 10, one 4 x 4 anchor per position", {"sizes": (4,), "aspect_ratios": (1.0,),
              "feature_size": (2, 3), "stride": 10}, rows)
-
-
-@GRID_ANCHORS.property("a tuple stride is (stride_y, stride_x)")
-def _(t):
     t.expect("a 2 x 2 map, stride (8, 4), one 2 x 2 anchor per position",
              {"sizes": (2,), "aspect_ratios": (1.0,), "feature_size": (2, 2), "stride": (8, 4)},
              [[-1.0, -1, 1, 1], [3, -1, 5, 1], [-1, 7, 1, 9], [3, 7, 5, 9]])
 
 
-@GRID_ANCHORS.property("random sizes, aspect ratios and map sizes against a loop over positions, ratios and sizes")
+@GRID_ANCHORS.convention("random sizes, aspect ratios and map sizes against a loop over positions, ratios and sizes")
 def _(t):
     gen = torch.Generator().manual_seed(0)
     for _ in range(3):
@@ -114,13 +137,7 @@ def _(t):
                  {"sizes": sizes, "aspect_ratios": ratios, "feature_size": (H, W), "stride": stride})
 
 
-@GRID_ANCHORS.property("an empty map (H or W = 0) gives a (0, 4) result")
-def _(t):
-    t.expect("a 0 x 3 map", {"sizes": (32,), "aspect_ratios": (0.5, 1.0, 2.0), "feature_size": (0, 3), "stride": 16},
-             torch.zeros(0, 4))
-
-
-@GRID_ANCHORS.property("the anchors are float32")
+@GRID_ANCHORS.convention("the anchors are float32")
 def _(t):
     t.expect_dtype("a 2 x 2 map", {"sizes": (32,), "aspect_ratios": (1.0,), "feature_size": (2, 2), "stride": 16},
                    torch.float32)

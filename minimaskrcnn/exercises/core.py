@@ -7,10 +7,15 @@ a plain-Python loop transcription of the definition that lives next to the check
 with minimaskrcnn.ops (so a check compares two independent implementations, never the package with
 itself).
 
+A property is *core* (the idea, as the paper defines it) or a *convention* (a rule that torchvision
+and the package follow where another choice would be as right: a border clamp, a rounding rule, a
+dtype). A function passes when its core passes; `strict` also requires the conventions.
+
 When a case fails, the checker replays the same inputs through the component's *known mistakes*:
 copies of the reference with one thing done wrong (a missing +0.5, the +1 pixel convention, ...). If
 one of them gives exactly what the candidate gave, its hint names the bug; otherwise there is no hint
-(a guess would send a student looking in the wrong place).
+(a guess would send a student looking in the wrong place). Every call gets fresh copies of its inputs,
+and a function that writes into them is caught: the model reads them again after the call.
 """
 from __future__ import annotations
 
@@ -58,6 +63,7 @@ def mistake(hint: str, **functions) -> Mistake:
 class Property:
     name: str  # the rule, in words: printed on the report's PASS / FAIL line
     run: Callable  # (Tester) -> None; raises Failure
+    core: bool  # True: the idea; False: a convention (only --strict requires it)
 
 
 @dataclass
@@ -66,7 +72,7 @@ class Component:
     title: str  # what the op is, and the paper's section
     reference: dict  # function name -> the loop reference, in the package's signature
     mistakes: list = field(default_factory=list)  # [Mistake], tried in order on a failing case
-    properties: list = field(default_factory=list)  # [Property], in the order they are checked and printed
+    properties: list = field(default_factory=list)  # [Property], core first, in the order they are printed
 
     @property
     def functions(self) -> tuple[str, ...]:
@@ -78,10 +84,18 @@ class Component:
         names = "" if self.functions == (self.name,) else f" ({', '.join(self.functions)})"
         return f"{self.name}{names}: {self.title}"
 
-    def property(self, name: str):  # (last in the class: from here on, `property` in this body means this)
-        """Decorator: register a property's function under its rule in words."""
+    def core(self, name: str):
+        """Decorator: register a core property (the idea) under its rule in words."""
+        return self._register(name, True)
+
+    def convention(self, name: str):
+        """Decorator: register a convention (torchvision's rule) under its rule in words."""
+        return self._register(name, False)
+
+    def _register(self, name: str, core: bool):
         def register(fn):
-            self.properties.append(Property(name, fn))
+            self.properties.append(Property(name, fn, core))
+            self.properties.sort(key=lambda p: not p.core)  # stable: core first, each group in its order
             return fn
         return register
 
@@ -91,9 +105,9 @@ def call(name: str) -> Measure:
     return lambda functions, inputs: getattr(functions, name)(*inputs.values())
 
 
-def input_gradient(name: str) -> Measure:
-    """A measure for the RoI ops: the gradient of output.sum() with respect to the case's "input" (its
-    first argument), i.e. how much each pixel contributes to all the outputs together."""
+def input_gradient(name: str, weights: torch.Tensor | None = None) -> Measure:
+    """A measure for the RoI ops: the gradient of output.sum() (or of (output * weights).sum()) with
+    respect to the case's "input" (its first argument): how much each pixel contributes to the outputs."""
     def measure(functions, inputs):
         features = inputs["input"].clone().requires_grad_(True)
         out = getattr(functions, name)(features, *list(inputs.values())[1:])
@@ -101,23 +115,43 @@ def input_gradient(name: str) -> Measure:
             raise Unusable("an output that does not depend on input through autograd",
                            "build the output from input's elements with torch operations (indexing, sum, amax); "
                            ".item(), float(), .tolist(), numpy and torch.no_grad() cut the gradient")
-        (grad,) = torch.autograd.grad(out.sum(), features, allow_unused=True)
+        total = out.sum() if weights is None else (out * weights.to(out.dtype)).sum()
+        (grad,) = torch.autograd.grad(total, features, allow_unused=True)
         return torch.zeros_like(features) if grad is None else grad
     return measure
+
+
+def _copy(v):
+    if isinstance(v, torch.Tensor):
+        return v.detach().clone()
+    return [_copy(x) for x in v] if isinstance(v, list) else v
 
 
 def fresh(inputs: dict) -> dict:
     """A copy of a case's inputs for one call, so that a function that writes into its arguments cannot
     change the inputs shown in the report or given to the next function."""
-    def copy(v):
-        if isinstance(v, torch.Tensor):
-            return v.detach().clone()
-        return [copy(x) for x in v] if isinstance(v, list) else v
-    return {k: copy(v) for k, v in inputs.items()}
+    return {k: _copy(v) for k, v in inputs.items()}
 
 
-def difference(got, expected, exact: bool = False, equal_nan: bool = False) -> str | None:
-    """None when got matches expected (to TOLERANCE, or exactly), else what differs, in words."""
+def _same(a, b) -> bool:
+    """Whether an argument is as it was given: same type, shape, dtype and values (NaN equals NaN)."""
+    if isinstance(a, torch.Tensor):
+        if not isinstance(b, torch.Tensor) or a.shape != b.shape or a.dtype != b.dtype:
+            return False
+        b = b.detach()
+        return bool(((a == b) | (a.isnan() & b.isnan())).all()) if a.is_floating_point() else torch.equal(a, b)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return True
+
+
+def changed_argument(before: dict, after: dict) -> str | None:
+    """The name of the first argument that a call wrote into, or None."""
+    return next((name for name in before if not _same(before[name], after[name])), None)
+
+
+def difference(got, expected, exact: bool = False) -> str | None:
+    """None when got matches expected (to TOLERANCE, or exactly; NaN matches NaN), else what differs."""
     if not isinstance(got, torch.Tensor):
         return f"a {type(got).__name__}, not a tensor"
     got, expected = got.detach().cpu(), torch.as_tensor(expected)
@@ -127,7 +161,7 @@ def difference(got, expected, exact: bool = False, equal_nan: bool = False) -> s
         return None if got.tolist() == expected.tolist() else "different values"
     if got.is_complex() or got.dtype == torch.bool:
         return f"dtype {got.dtype}"
-    if torch.allclose(got.double(), expected.double(), rtol=TOLERANCE, atol=TOLERANCE, equal_nan=equal_nan):
+    if torch.allclose(got.double(), expected.double(), rtol=TOLERANCE, atol=TOLERANCE, equal_nan=True):
         return None
     if got.numel():
         gap = (got.double() - expected.double()).abs().nan_to_num(nan=float("inf"))
@@ -136,7 +170,7 @@ def difference(got, expected, exact: bool = False, equal_nan: bool = False) -> s
     return "different values"
 
 
-def _where(error: Exception, functions: types.SimpleNamespace) -> str:
+def _where(error: BaseException, functions: types.SimpleNamespace) -> str:
     """' (in roi_align, line 12 of my_ops.py)': the innermost line of the student's code that raised."""
     files = {getattr(getattr(f, "__code__", None), "co_filename", None) for f in vars(functions).values()}
     frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename in files]
@@ -156,27 +190,39 @@ class Tester:
         self.reference = types.SimpleNamespace(**component.reference)
 
     def expect(self, case: str, inputs: dict, expected=None, *, measure: Measure | None = None,
-               exact: bool = False, shrink: Callable[[dict], Iterable[tuple[str, dict]]] | None = None) -> None:
+               exact: bool = False, shrink: Callable[[dict], Iterable[tuple[str, dict]]] | None = None,
+               also: Iterable[dict] = ()) -> None:
         """Run one case. expected: the hand-computed value, or None for the reference's. exact: compare
         values exactly (indices). shrink(inputs): smaller cases (description, inputs) to report instead
-        of a failing random case, smallest first; the first that fails too is reported."""
+        of a failing random case, smallest first; the first that fails too is reported. also: other
+        references {function name: function} whose results are accepted too (two conventions that the
+        contract allows, e.g. RoIAlign's two pixel frames)."""
         measure = measure or call(self.component.functions[0])
+        alternatives = [types.SimpleNamespace(**{**self.component.reference, **a}) for a in also]
+
+        def problem_of(x, got, expected):
+            problem = self._problem(got, expected, exact)
+            for alternative in alternatives if problem is not None and not isinstance(got, Exception) else ():
+                if self._problem(got, measure(alternative, fresh(x)), exact) is None:
+                    return None
+            return problem
+
         expected = measure(self.reference, fresh(inputs)) if expected is None else torch.as_tensor(expected)
         got = self._run(measure, inputs)
-        problem = self._problem(got, expected, exact)
+        problem = problem_of(inputs, got, expected)
         if problem is None:
             return
         for smaller_case, smaller in (shrink(inputs) if shrink else ()):
             smaller_expected = measure(self.reference, fresh(smaller))
             smaller_got = self._run(measure, smaller)
-            smaller_problem = self._problem(smaller_got, smaller_expected, exact)
+            smaller_problem = problem_of(smaller, smaller_got, smaller_expected)
             if smaller_problem is not None:
-                case, inputs, expected, got = smaller_case, smaller, smaller_expected, smaller_got
-                problem = smaller_problem
+                case, inputs, expected, got, problem = smaller_case, smaller, smaller_expected, smaller_got, \
+                    smaller_problem
                 break
         if isinstance(got, Unusable):
             raise Failure(case, inputs, expected, got.got, got.hint)
-        if isinstance(got, Exception):
+        if isinstance(got, BaseException):
             raise Failure(case, inputs, expected, self._raised(got))
         shown = got if isinstance(got, torch.Tensor) else repr(got)
         raise Failure(case, inputs, expected, shown, self._diagnose(inputs, got, measure, exact), problem)
@@ -185,31 +231,42 @@ class Tester:
         """Run one case and check only the dtype of the result."""
         got = self._run(measure or call(self.component.functions[0]), inputs)
         wanted = f"a {str(dtype).replace('torch.', '')} tensor"
-        if isinstance(got, Exception):
+        if isinstance(got, Unusable):
+            raise Failure(case, inputs, wanted, got.got, got.hint)
+        if isinstance(got, BaseException):
             raise Failure(case, inputs, wanted, self._raised(got))
         if not isinstance(got, torch.Tensor) or got.dtype != dtype:
             kind = f"a {str(got.dtype).replace('torch.', '')} tensor" if isinstance(got, torch.Tensor) else repr(got)
             raise Failure(case, inputs, wanted, kind)
 
     def _run(self, measure: Measure, inputs: dict):
-        """The candidate's result on a case, or the exception its code raised (that is the case's result too).
-        NotImplementedError goes through: the function is not written yet."""
+        """The candidate's result on a case, or the exception its code raised (that is the case's result too;
+        SystemExit included, so that sys.exit() in a function cannot end the check). NotImplementedError
+        goes through: the function is not written yet. An argument written into makes the result Unusable."""
+        given = fresh(inputs)
         try:
-            return measure(self.candidate, fresh(inputs))
+            result = measure(self.candidate, given)
         except NotImplementedError:
             raise
-        except Exception as e:
+        except (Exception, SystemExit) as e:
             return e
+        name = changed_argument(inputs, given)
+        if name is not None:
+            return Unusable(f"changed its argument {name} in place",
+                            f"do not write into {name} ({name}[...] = ..., {name}.zero_(), {name} += ...): the caller "
+                            f"uses {name} again after the call (an nms that zeroes the scores breaks the detector); "
+                            f"work on a copy, {name}.clone()")
+        return result
 
     @staticmethod
     def _problem(got, expected, exact: bool) -> str | None:
         if isinstance(got, Unusable):
             return got.got
-        if isinstance(got, Exception):
+        if isinstance(got, BaseException):
             return f"raised {type(got).__name__}"
         return difference(got, expected, exact)
 
-    def _raised(self, error: Exception) -> str:
+    def _raised(self, error: BaseException) -> str:
         return f"raised {type(error).__name__}: {error}{_where(error, self.candidate)}"
 
     def _diagnose(self, inputs, got, measure, exact) -> str | None:
@@ -220,7 +277,7 @@ class Tester:
                 theirs = measure(wrong, fresh(inputs))
             except Exception:
                 continue
-            if difference(got, theirs, exact, equal_nan=True) is None:
+            if difference(got, theirs, exact) is None:
                 return m.hint
         return None
 
@@ -229,6 +286,7 @@ class Tester:
 class Outcome:
     property: str
     failure: Failure | None  # None: passed
+    core: bool = True
 
 
 def run(component: Component, candidate: dict) -> list[Outcome] | None:
@@ -238,55 +296,12 @@ def run(component: Component, candidate: dict) -> list[Outcome] | None:
     for prop in component.properties:
         try:
             prop.run(Tester(component, candidate))
-            outcomes.append(Outcome(prop.name, None))
+            outcomes.append(Outcome(prop.name, None, prop.core))
         except NotImplementedError as e:
             if not outcomes:
                 return None
-            outcomes.append(Outcome(prop.name, Failure("", {}, "a result", f"raised NotImplementedError: {e}")))
+            outcomes.append(Outcome(prop.name, Failure("", {}, "a result", f"raised NotImplementedError: {e}"),
+                                    prop.core))
         except Failure as failure:
-            outcomes.append(Outcome(prop.name, failure))
+            outcomes.append(Outcome(prop.name, failure, prop.core))
     return outcomes
-
-
-def show(value, indent: str, dtype: bool = True) -> str:
-    """A value as the report prints it: a tensor as its numbers with its shape (and dtype), else repr()."""
-    if not isinstance(value, torch.Tensor):
-        return repr(value) if not isinstance(value, str) else value
-    t = value.detach().cpu()
-    numbers = t.numpy() if t.dtype != torch.bfloat16 else t.float().numpy()
-    body = np.array2string(numbers, precision=5, suppress_small=True, separator=", ", max_line_width=100,
-                           threshold=400)
-    body = body.replace("\n", "\n" + indent)
-    return f"{body}  ({str(t.dtype).replace('torch.', '') + ', ' if dtype else ''}shape {tuple(t.shape)})"
-
-
-def report(component: Component, outcomes: list[Outcome] | None, print_=print) -> bool:
-    """Print one line per property and the first failure in full; return whether all passed."""
-    names = " and ".join(component.functions)
-    if outcomes is None:  # the rules to meet, so that a student knows them before writing anything
-        print_(f"{component.name}: not implemented yet (the skeleton of {names} raises NotImplementedError). "
-               f"Its {len(component.properties)} properties:")
-        for prop in component.properties:
-            print_(f"  ----  {prop.name}")
-        return False
-    for o in outcomes:
-        print_(f"  {'PASS' if o.failure is None else 'FAIL'}  {o.property}")
-    failed = [o for o in outcomes if o.failure is not None]
-    if not failed:
-        print_(f"{component.name}: all {len(outcomes)} properties pass")
-        return True
-    first = failed[0]
-    f = first.failure
-    print_(f"{component.name}: {len(failed)} of {len(outcomes)} properties fail. The first failure:")
-    print_(f"  property: {first.property}")
-    if f.case:
-        print_(f"  case: {f.case}")
-    for name, value in f.inputs.items():
-        print_(f"    {name} = {show(value, ' ' * (len(name) + 7))}")
-    print_(f"  expected: {show(f.expected, ' ' * 12, dtype=False)}")
-    print_(f"  got:      {show(f.got, ' ' * 12)}")
-    if f.detail and not f.detail.startswith("raised"):
-        print_(f"  ({f.detail})")
-    if f.hint:
-        print_(f"  hint: {f.hint}")
-    return False

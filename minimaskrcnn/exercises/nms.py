@@ -65,28 +65,28 @@ NMS = Component("nms", "greedy non-maximum suppression (Faster R-CNN; Mask R-CNN
 ])
 
 
-@NMS.property("the best box removes the boxes that overlap it by IoU > iou_threshold; the others stay (hand-computed)")
+@NMS.core("the best box removes the boxes that overlap it by IoU > iou_threshold; the others stay (hand-computed)")
 def _(t):
     t.expect("box 1 (score 0.9) overlaps box 0 (0.8) by IoU 81 / 119 = 0.68 > 0.5; box 2 is far from both",
              {"boxes": _t([[1, 1, 11, 11], [0, 0, 10, 10], [20, 20, 30, 30]]),
               "scores": torch.tensor([0.8, 0.9, 0.7]), "iou_threshold": 0.5}, [1, 2], exact=True)
 
 
-@NMS.property("a box is dropped only when its IoU is > iou_threshold, not when it equals it")
+@NMS.convention("a box is dropped only when its IoU is > iou_threshold, not when it equals it")
 def _(t):
     t.expect("box 1 is the left half of box 0: IoU exactly 0.5, threshold 0.5",
              {"boxes": _t([[0, 0, 2, 1], [0, 0, 1, 1]]), "scores": torch.tensor([0.9, 0.8]), "iou_threshold": 0.5},
              [0, 1], exact=True)
 
 
-@NMS.property("only kept boxes suppress: a box removed by a better box does not remove others (greedy)")
+@NMS.core("only kept boxes suppress: a box removed by a better box does not remove others (greedy)")
 def _(t):
     t.expect("a chain: box 0 removes box 1 (IoU 1/3 > 0.3), box 1 overlaps box 2 (IoU 1/3) but box 0 does not",
              {"boxes": _t([[0, 0, 10, 10], [5, 0, 15, 10], [10, 0, 20, 10]]),
               "scores": torch.tensor([0.9, 0.8, 0.7]), "iou_threshold": 0.3}, [0, 2], exact=True)
 
 
-@NMS.property("the result holds indices into the given boxes, best score first")
+@NMS.core("the result holds indices into the given boxes, best score first")
 def _(t):
     t.expect("four disjoint boxes with shuffled scores: all kept, in the order 1, 3, 2, 0",
              {"boxes": _t([[0, 0, 1, 1], [2, 0, 3, 1], [4, 0, 5, 1], [6, 0, 7, 1]]),
@@ -96,14 +96,14 @@ def _(t):
               "scores": torch.tensor([0.6, 0.5, 0.9]), "iou_threshold": 0.5}, [2, 1], exact=True)
 
 
-@NMS.property("equal scores: the lower index is visited (and kept) first")
+@NMS.convention("equal scores: the lower index is visited (and kept) first")
 def _(t):
     t.expect("boxes 0 and 1 are the same box, box 2 is elsewhere; all three score 0.5",
              {"boxes": _t([[0, 0, 1, 1], [0, 0, 1, 1], [5, 5, 6, 6]]),
               "scores": torch.tensor([0.5, 0.5, 0.5]), "iou_threshold": 0.5}, [0, 2], exact=True)
 
 
-@NMS.property("random boxes against a loop transcription of greedy NMS")
+@NMS.core("random boxes against a loop transcription of greedy NMS")
 def _(t):
     gen = torch.Generator().manual_seed(0)
     done = 0
@@ -120,13 +120,13 @@ def _(t):
         done += 1
 
 
-@NMS.property("no boxes: an empty int64 result")
+@NMS.core("no boxes: an empty int64 result")
 def _(t):
     t.expect("(0, 4) boxes", {"boxes": _t([]), "scores": torch.zeros(0), "iou_threshold": 0.5},
              torch.zeros(0, dtype=torch.int64), exact=True)
 
 
-@NMS.property("the indices are int64 (torch.long), with or without boxes")
+@NMS.convention("the indices are int64 (torch.long), with or without boxes")
 def _(t):
     t.expect_dtype("two boxes", {"boxes": _t([[0, 0, 1, 1], [2, 2, 3, 3]]), "scores": torch.tensor([0.5, 0.6]),
                                  "iou_threshold": 0.5}, torch.int64)

@@ -118,7 +118,7 @@ def _case(boxes, output_size, sampling_ratio, aligned=False, spatial_scale=1.0, 
             "spatial_scale": spatial_scale, "sampling_ratio": sampling_ratio, "aligned": aligned}
 
 
-@ROI_ALIGN.property("each bin averages its sampling points at (b + (i + 0.5) / g) * bin_size (hand-computed on "
+@ROI_ALIGN.core("each bin averages its sampling points at (b + (i + 0.5) / g) * bin_size (hand-computed on "
                     "f(y, x) = 5y + x)")
 def _(t):
     t.expect("RoI (1, 1, 3, 3), 2 x 2 bins of 1 x 1, 2 x 2 points at 0.25 and 0.75 of each bin, aligned=False",
@@ -127,7 +127,7 @@ def _(t):
              _case([[0, 0, 0, 4, 2]], (1, 2), 2), [[[[6.0, 8]]]])
 
 
-@ROI_ALIGN.property("aligned=True shifts the RoI by -0.5 feature pixel after scaling: box * spatial_scale - 0.5")
+@ROI_ALIGN.convention("aligned=True shifts the RoI by -0.5 feature pixel after scaling: box * spatial_scale - 0.5")
 def _(t):
     t.expect("RoI (1, 1, 3, 3) becomes (0.5, 0.5, 2.5, 2.5): one point per bin, on pixels 1 and 2",
              _case([[0, 1, 1, 3, 3]], 2, 1, aligned=True), [[[[6.0, 7], [11, 12]]]])
@@ -135,7 +135,7 @@ def _(t):
              _case([[0, 2, 2, 6, 6]], 2, 1, aligned=True, spatial_scale=0.5), [[[[6.0, 7], [11, 12]]]])
 
 
-@ROI_ALIGN.property("a point's value is interpolated bilinearly from the 4 pixels around it")
+@ROI_ALIGN.core("a point's value is interpolated bilinearly from the 4 pixels around it")
 def _(t):
     squares = RAMP ** 2  # not linear, so that each neighbour's weight shows
     t.expect("f(y, x) = (5y + x)^2; RoI (0.75, 1, 1.75, 2): one point, at (y, x) = (1.5, 1.25): "
@@ -143,7 +143,7 @@ def _(t):
              _case([[0, 0.75, 1, 1.75, 2]], 1, 1, input=squares), [[[[83.0]]]])
 
 
-@ROI_ALIGN.property("sampling_ratio <= 0 is adaptive: ceil(roi_height / P) x ceil(roi_width / Q) points per bin, "
+@ROI_ALIGN.convention("sampling_ratio <= 0 is adaptive: ceil(roi_height / P) x ceil(roi_width / Q) points per bin, "
                     "sizes in feature pixels")
 def _(t):
     t.expect("f(y, x) = (5y + x)^2, stride 2: the image RoI (0, 0, 8, 6) is 4 x 3 on the map, one bin of "
@@ -153,7 +153,7 @@ def _(t):
              _case([[0, 0, 0, 3, 2.5]], 2, 0, input=RAMP ** 2), None)
 
 
-@ROI_ALIGN.property("with aligned=False an RoI smaller than 1 x 1 feature pixel is stretched to 1 x 1; aligned=True "
+@ROI_ALIGN.convention("with aligned=False an RoI smaller than 1 x 1 feature pixel is stretched to 1 x 1; aligned=True "
                     "keeps its size")
 def _(t):
     t.expect("RoI (1, 1, 1.5, 1.5), aligned=False: 1 x 1 from (1, 1), one point at (1.5, 1.5)",
@@ -162,7 +162,7 @@ def _(t):
              _case([[0, 1, 1, 1.5, 1.5]], 1, -1, aligned=True), [[[[4.5]]]])
 
 
-@ROI_ALIGN.property("points beyond one pixel outside the map read 0, points within one pixel outside read the "
+@ROI_ALIGN.convention("points beyond one pixel outside the map read 0, points within one pixel outside read the "
                     "border; every point counts in the average")
 def _(t):
     t.expect("f(y, x) = 5y + x + 1, 1 bin, 2 x 2 points. RoI (-1, 0, 1, 2): x = -0.5 reads column 0 -> 5.25 + 1; "
@@ -171,13 +171,13 @@ def _(t):
                                                 input=RAMP + 1), [[[[6.25]]], [[[0.0]]], [[[5.875]]]])
 
 
-@ROI_ALIGN.property("boxes[:, 0] picks the image that RoI k is pooled from")
+@ROI_ALIGN.core("boxes[:, 0] picks the image that RoI k is pooled from")
 def _(t):
     t.expect("image 0 all zeros, image 1 holding 5y + x; RoI (1, 1, 3, 3) on image 1", _case(
         [[1, 1, 1, 3, 3]], 2, 2, input=torch.cat([torch.zeros_like(RAMP), RAMP])), [[[[9.0, 10], [14, 15]]]])
 
 
-@ROI_ALIGN.property("random RoIs (some outside the map, some of zero width or height) against a loop transcription "
+@ROI_ALIGN.convention("random RoIs (some outside the map, some of zero width or height) against a loop transcription "
                     "of RoIAlign")
 def _(t):
     gen = torch.Generator().manual_seed(0)
@@ -192,22 +192,36 @@ def _(t):
                                         "sampling_ratio": sampling_ratio, "aligned": aligned}, shrink=each_roi_alone)
 
 
-@ROI_ALIGN.property("the gradient of output.sum() reaches each pixel with its total bilinear weight")
+@ROI_ALIGN.core("random RoIs inside the map, at least 1 x 1 feature pixel, a fixed sampling_ratio, aligned=False, "
+                "against a loop transcription of RoIAlign")
+def _(t):
+    gen = torch.Generator().manual_seed(2)
+    for sampling_ratio, size in ((1, (2, 3)), (2, 2)):
+        x = torch.randn(2, 2, 5, 6, generator=gen, dtype=torch.float64)
+        xy = torch.rand(4, 2, generator=gen, dtype=torch.float64) * 3  # image pixels; stride 2
+        wh = 2 + torch.rand(4, 2, generator=gen, dtype=torch.float64) * 3  # >= 1 feature pixel, ends <= pixel 4
+        boxes = torch.cat([torch.randint(2, (4, 1), generator=gen).double(), xy, xy + wh], dim=1)
+        t.expect(f"2 random 2 x 5 x 6 maps, 4 RoIs, stride 2, output_size {size}, sampling_ratio {sampling_ratio}",
+                 {"input": x, "boxes": boxes, "output_size": size, "spatial_scale": 0.5,
+                  "sampling_ratio": sampling_ratio, "aligned": False}, shrink=each_roi_alone)
+
+
+@ROI_ALIGN.core("the gradient of output.sum() reaches each pixel with its total bilinear weight")
 def _(t):
     x = torch.randn(1, 1, 4, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    for aligned in (False, True):
-        t.expect(f"a random 4 x 5 map, 2 RoIs, 2 x 2 bins of 2 x 2 points, aligned={aligned}",
-                 _case([[0, 0.3, 0.6, 4.1, 3.2], [0, 1.2, 0.4, 3.7, 2.9]], 2, 2, aligned, input=x),
-                 measure=input_gradient("roi_align"))
+    t.expect("a random 4 x 5 map, 2 RoIs, 2 x 2 bins of 2 x 2 points, aligned=False",
+             _case([[0, 0.3, 0.6, 4.1, 3.2], [0, 1.2, 0.4, 3.7, 2.9]], 2, 2, False, input=x),
+             measure=input_gradient("roi_align"))
 
 
-@ROI_ALIGN.property("no RoIs: a (0, C, P, Q) result")
+@ROI_ALIGN.core("no RoIs: a (0, C, P, Q) result")
 def _(t):
     t.expect("(0, 5) boxes on a 2 x 3 x 4 x 4 map, output_size (2, 3)",
-             _case([], (2, 3), 2, input=torch.zeros(2, 3, 4, 4)), torch.zeros(0, 3, 2, 3))
+             {**_case([], (2, 3), 2, input=torch.zeros(2, 3, 4, 4)), "boxes": rois_tensor([])},
+             torch.zeros(0, 3, 2, 3))
 
 
-@ROI_ALIGN.property("the output has input's dtype: float32 in, float32 out; float64 in, float64 out")
+@ROI_ALIGN.convention("the output has input's dtype: float32 in, float32 out; float64 in, float64 out")
 def _(t):
     for dtype in (torch.float32, torch.float64):
         t.expect_dtype(f"a {dtype} map", {**_case([[0, 1, 1, 3, 3]], 2, 2, input=RAMP.to(dtype)),

@@ -79,7 +79,50 @@ def rois_tensor(rows, dtype=torch.float32):
     return torch.tensor(rows, dtype=dtype).reshape(-1, 5)
 
 
-@ROI_POOL.property("the RoI's corners are rounded to whole feature pixels, half away from zero (0.6 -> 1, 2.5 -> 3)")
+# 5 x 5, zero but for four peaks that lie inside the same bin whatever the RoI's end pixel convention
+PEAKS = torch.zeros(1, 1, 5, 5)
+PEAKS[0, 0, 1, 1], PEAKS[0, 0, 1, 3], PEAKS[0, 0, 3, 1], PEAKS[0, 0, 3, 3] = 5.0, 6.0, 7.0, 8.0
+
+
+@ROI_POOL.core("each bin outputs the max of the feature pixels it covers, per channel (an RoI on whole pixels)")
+def _(t):
+    t.expect("5 x 5 map, zero but for peaks 5, 6, 7, 8 at (1, 1), (1, 3), (3, 1), (3, 3); RoI (0, 0, 4, 4), 2 x 2 bins",
+             {"input": PEAKS, "boxes": rois_tensor([[0, 0, 0, 4, 4]]), "output_size": 2}, [[[[5.0, 6], [7, 8]]]])
+    t.expect("the same map, one bin: the largest peak", {"input": PEAKS, "boxes": rois_tensor([[0, 0, 0, 4, 4]]),
+                                                         "output_size": 1}, [[[[8.0]]]])
+
+
+@ROI_POOL.core("spatial_scale maps image pixels to feature pixels: box * spatial_scale")
+def _(t):
+    t.expect("the peaks map as a stride-2 level: the image RoI (0, 0, 8, 8) is (0, 0, 4, 4) on the map",
+             {"input": PEAKS, "boxes": rois_tensor([[0, 0, 0, 8, 8]]), "output_size": 2, "spatial_scale": 0.5},
+             [[[[5.0, 6], [7, 8]]]])
+
+
+@ROI_POOL.core("boxes[:, 0] picks the image that RoI k is pooled from")
+def _(t):
+    two = torch.cat([torch.zeros(1, 1, 5, 5), PEAKS])  # image 0 all zeros, image 1 the peaks
+    t.expect("image 0 all zeros, image 1 the peaks map; the RoI (0, 0, 4, 4) on image 1",
+             {"input": two, "boxes": rois_tensor([[1, 0, 0, 4, 4]]), "output_size": 2}, [[[[5.0, 6], [7, 8]]]])
+
+
+@ROI_POOL.core("the gradient of output.sum() reaches each bin's max pixel (1 per bin it is the max of)")
+def _(t):
+    noise = torch.rand(1, 1, 5, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    t.expect("the peaks map plus noise in [0, 1), the RoI (0, 0, 4, 4) twice, 2 x 2 bins: 2 at each peak",
+             {"input": PEAKS.double() + noise, "boxes": rois_tensor([[0, 0, 0, 4, 4], [0, 0, 0, 4, 4]],
+                                                                    torch.float64), "output_size": 2},
+             measure=input_gradient("roi_pool"))
+
+
+@ROI_POOL.core("no RoIs: a (0, C, P, Q) result")
+def _(t):
+    t.expect("(0, 5) boxes on a 2 x 3 x 4 x 4 map, output_size (2, 3)",
+             {"input": torch.zeros(2, 3, 4, 4), "boxes": rois_tensor([]), "output_size": (2, 3)},
+             torch.zeros(0, 3, 2, 3))
+
+
+@ROI_POOL.convention("the RoI's corners are rounded to whole feature pixels, half away from zero (0.6 -> 1, 2.5 -> 3)")
 def _(t):
     reverse = 15 - RAMP  # its max at the top left, so that the max shows where x1 and y1 were rounded to
     for x1, x2 in ((0.6, 3.4), (0.5, 2.5)):
@@ -91,7 +134,8 @@ def _(t):
                                          "output_size": 1}, [[[[15.0]]]])
 
 
-@ROI_POOL.property("the rounded RoI covers pixels x1..x2 inclusive; bin edges are rounded outward, floor(b * size / P) "
+@ROI_POOL.convention("the rounded RoI covers pixels x1..x2 inclusive; bin edges are rounded outward, "
+                     "floor(b * size / P) "
                    ".. ceil((b + 1) * size / P)")
 def _(t):
     t.expect("4 x 4 map holding 4y + x; (0, 0, 3, 3): 4 pixels into 2 bins of 2",
@@ -100,21 +144,7 @@ def _(t):
              {"input": RAMP, "boxes": rois_tensor([[0, 0, 0, 2, 2]]), "output_size": 2}, [[[[5.0, 6], [9, 10]]]])
 
 
-@ROI_POOL.property("spatial_scale maps image pixels to feature pixels before the rounding")
-def _(t):
-    t.expect("4 x 4 map holding 4y + x, stride 4: (2, 2, 13, 13) in image pixels is (0.5, 0.5, 3.25, 3.25), "
-             "pixels 1..3", {"input": RAMP, "boxes": rois_tensor([[0, 2, 2, 13, 13]]), "output_size": 2,
-                             "spatial_scale": 0.25}, [[[[10.0, 11], [14, 15]]]])
-
-
-@ROI_POOL.property("boxes[:, 0] picks the image that RoI k is pooled from")
-def _(t):
-    two = torch.cat([torch.zeros(1, 1, 4, 4), RAMP])  # image 0 all zeros, image 1 the ramp
-    t.expect("image 0 all zeros, image 1 holding 4y + x; the RoI (0, 0, 3, 3) on image 1",
-             {"input": two, "boxes": rois_tensor([[1, 0, 0, 3, 3]]), "output_size": 2}, [[[[5.0, 7], [13, 15]]]])
-
-
-@ROI_POOL.property("a bin with no pixel inside the map outputs 0 (not -inf)")
+@ROI_POOL.convention("a bin with no pixel inside the map outputs 0 (not -inf)")
 def _(t):
     t.expect("4 x 4 map holding 4y + x + 1; (2, 2, 6, 6) has its right and bottom bins outside; (6, 6, 9, 9) is "
              "wholly outside",
@@ -130,7 +160,7 @@ def each_roi_alone(x):
         yield f"RoI {k} of a random case, alone on its image's first channel", alone
 
 
-@ROI_POOL.property("random RoIs (some partly or wholly outside the map) against a loop transcription of RoIPool")
+@ROI_POOL.convention("random RoIs (some partly or wholly outside the map) against a loop transcription of RoIPool")
 def _(t):
     gen = torch.Generator().manual_seed(0)
     for scale, size in ((0.5, (2, 3)), (0.25, 3)):
@@ -142,22 +172,7 @@ def _(t):
                  {"input": x, "boxes": boxes, "output_size": size, "spatial_scale": scale}, shrink=each_roi_alone)
 
 
-@ROI_POOL.property("the gradient of output.sum() reaches each bin's max pixel (1 per bin it is the max of)")
-def _(t):
-    x = torch.randn(1, 1, 4, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    boxes = rois_tensor([[0, 0, 0, 3, 2], [0, 1, 1, 4, 3]], torch.float64)
-    t.expect("a random 4 x 5 map, 2 RoIs, 2 x 2 bins", {"input": x, "boxes": boxes, "output_size": 2},
-             measure=input_gradient("roi_pool"))
-
-
-@ROI_POOL.property("no RoIs: a (0, C, P, Q) result")
-def _(t):
-    t.expect("(0, 5) boxes on a 2 x 3 x 4 x 4 map, output_size (2, 3)",
-             {"input": torch.zeros(2, 3, 4, 4), "boxes": rois_tensor([]), "output_size": (2, 3)},
-             torch.zeros(0, 3, 2, 3))
-
-
-@ROI_POOL.property("the output has input's dtype: float32 in, float32 out; float64 in, float64 out")
+@ROI_POOL.convention("the output has input's dtype: float32 in, float32 out; float64 in, float64 out")
 def _(t):
     for dtype in (torch.float32, torch.float64):
         t.expect_dtype(f"a {dtype} map", {"input": RAMP.to(dtype), "boxes": rois_tensor([[0, 0, 0, 3, 3]], dtype),

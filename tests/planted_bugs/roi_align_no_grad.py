@@ -1,5 +1,5 @@
 """Planted bug (tests/test_check.py): roi_align computes under torch.no_grad(), so no gradient reaches the
-features. Otherwise the solution of notebooks/solutions/my_ops.py."""
+features. Otherwise the loop version of the solution in notebooks/solutions/my_ops.py."""
 import math
 
 import torch

@@ -1,6 +1,6 @@
 """Planted bug (tests/test_check.py): roi_align puts its sampling points at i / g instead of (i + 0.5) / g (the
 +0.5 is missing).
-Otherwise the solution of notebooks/solutions/my_ops.py."""
+Otherwise the loop version of the solution in notebooks/solutions/my_ops.py."""
 import math
 
 import torch
