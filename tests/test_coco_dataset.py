@@ -191,7 +191,8 @@ def test_degenerate_box_is_dropped_with_a_warning(tmp_path):
             {"id": 22, "image_id": 1, "category_id": 3, "bbox": [5, 5, 10, 10], "segmentation": [square(5, 5, 10)],
              "area": 100, "iscrowd": 0}]
     write_coco(tmp_path, annotations=anns)
-    with pytest.warns(UserWarning, match=r"left out 1 training targets \(1 with a box under 1 pixel"):
+    with pytest.warns(UserWarning, match=r"left out 1 annotations \(1 with a box under 1 pixel inside the image\) "
+                                         r"of the training targets; the evaluation ground truth keeps them all"):
         ds = CocoDataset(tmp_path, split="val")
     assert ds.load_target(0)["boxes"].tolist() == [[5, 5, 15, 15]]
     assert 21 in ds.coco.anns  # still part of the evaluation ground truth
@@ -250,12 +251,25 @@ def test_invalid_shapes_are_dropped_and_counted_in_one_warning(tmp_path):
     assert [str(w.message).split(": left out ")[1] for w in caught] == [
         "4 polygons (1 with fewer than 3 points, 1 with NaN or infinite coordinates, 1 of zero area, "
         "1 with an odd number of coordinates), 5 annotations (4 with no valid polygon left, "
-        "1 with a NaN or infinite bbox)"]
-    assert sorted(ds.coco.anns) == [41, 47]  # gone from the evaluation ground truth too
-    assert ds.coco.anns[41]["segmentation"] == [square(10, 5, 20)] and ds.coco.anns[41]["area"] == 400
+        "1 with a NaN or infinite bbox) of the training targets; the evaluation ground truth is the file as given, "
+        "but for what pycocotools cannot read: 3 polygons (3 with fewer than 3 points or NaN or infinite "
+        "coordinates), 4 annotations (3 with no polygon left, kept with an empty mask, 1 with a NaN or infinite "
+        "bbox, left out)"]
     target = ds.load_target(0)
     assert target["labels"].tolist() == [1, 2]
     assert np.array_equal(target["masks"][0].numpy(), _box_mask(40, 60, 10, 5, 20))
+    # the evaluation ground truth: all but the NaN box (pycocotools scores it IoU 1 with any box); the polygons
+    # pycocotools cannot read (it raises, or hangs on NaN) are left out of their annotation, which stays
+    given = {a["id"]: a for a in anns}
+    assert sorted(ds.coco.anns) == [41, 42, 43, 44, 45, 47]
+    assert ds.coco.anns[41]["segmentation"] == [square(10, 5, 20)] and ds.coco.anns[41]["area"] == 400
+    assert ds.coco.anns[44]["segmentation"] == given[44]["segmentation"] and ds.coco.anns[44]["area"] == 0
+    for empty in (42, 43, 45):
+        assert ds.coco.anns[empty]["area"] == 0 and ds.coco.annToMask(ds.coco.anns[empty]).sum() == 0
+    from minimaskrcnn.evaluation import detections_to_coco, evaluate_coco
+    det = {**target, "scores": torch.ones(2), "masks": target["masks"].float()}
+    metrics = evaluate_coco(ds.coco, detections_to_coco([det], [1], ds.label_to_cat_id))  # pycocotools reads it
+    assert metrics["segm"]["AR100"] == pytest.approx((1 / 5 + 1 / 1) / 2)  # 1 of 5 cats and the dog, at every IoU
 
 
 @pytest.mark.parametrize("change, message", [

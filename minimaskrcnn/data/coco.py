@@ -6,10 +6,10 @@ masks; category ids (COCO's sparse 1..90 for 80 classes, or 0-based, or anything
 1..K-1, label 0 is background. `file_name` may name a file in a subfolder of the image folder.
 
 The JSON is checked when the dataset is built (`coco_json.py`): a structural error fails at once with a
-message naming the file and the annotation, not later inside a DataLoader worker; invalid polygons and
-annotations are dropped, everywhere, and counted in one warning. Training targets also leave out crowd regions
-(iscrowd=1) and degenerate boxes (w or h < 1 pixel inside the image, counted in the same warning); both stay in
-`ds.coco`, the ground truth the evaluation compares against, as in the official COCO protocol.
+message naming the file and the annotation, not later inside a DataLoader worker. The training targets leave out
+invalid polygons and annotations, crowd regions (iscrowd=1) and degenerate boxes (w or h < 1 pixel inside the
+image), counted in one warning. `ds.coco`, the ground truth the evaluation compares against, is the file as given
+(`coco_json.ground_truth_dict`), as pycocotools' COCOeval on the file and detectron2's COCOEvaluator see it.
 
 Glossary: N instances in one image, H, W image height and width, K classes including background.
 """
@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from pycocotools import mask as mask_utils
 
 from .. import paths
-from .coco_json import clean_coco_dict, coco_from_dict, describe_dropped, load_coco_json
+from .coco_json import clean_coco_dict, coco_from_dict, describe_dropped, ground_truth_dict, load_coco_json, to_rle
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
     """Decode an image file with Pillow into (H, W, 3) uint8 RGB, whatever its mode (L, P, RGBA, CMYK,
@@ -72,8 +73,9 @@ class CocoDataset:
         data = load_coco_json(self.ann_file)
         if not self.image_dir.is_dir():  # before any warning about the annotations
             raise FileNotFoundError(f"image folder {self.image_dir} (for {self.ann_file}) does not exist")
-        problems = clean_coco_dict(data)
-        self.coco = coco_from_dict(data)
+        ground_truth, changed = ground_truth_dict(data)
+        self.coco = coco_from_dict(ground_truth)  # what evaluation compares against: the file as given
+        problems = clean_coco_dict(data)  # what training learns from
 
         cat_ids = sorted(self.coco.cats)
         self.label_to_cat_id = {label: cat for label, cat in enumerate(cat_ids, start=1)}
@@ -83,7 +85,8 @@ class CocoDataset:
 
         # Training instances per image: (annotation id, xyxy box, label); crowd and degenerate left out.
         self._instances = {img_id: [] for img_id in self.coco.imgs}
-        for ann in self.coco.dataset["annotations"]:
+        self._train_anns = {ann["id"]: ann for ann in data["annotations"]}  # the cleaned ones
+        for ann in data["annotations"]:
             if ann["iscrowd"]:
                 continue
             img = self.coco.imgs[ann["image_id"]]
@@ -91,13 +94,17 @@ class CocoDataset:
             x1, y1 = max(x, 0.0), max(y, 0.0)  # clip to the image, then judge the size
             x2, y2 = min(x + w, img["width"]), min(y + h, img["height"])
             if x2 - x1 < 1 or y2 - y1 < 1:
-                problems["training targets", "with a box under 1 pixel inside the image (kept for evaluation)"] += 1
+                problems["annotations", "with a box under 1 pixel inside the image"] += 1
                 continue
             label = self.cat_id_to_label[ann["category_id"]]
             self._instances[ann["image_id"]].append((ann["id"], (x1, y1, x2, y2), label))
 
         if problems:
-            warnings.warn(f"{self.ann_file}: left out {describe_dropped(problems)}")
+            evaluation = ("; the evaluation ground truth is the file as given, but for what pycocotools cannot "
+                          f"read: {describe_dropped(changed)}" if changed else
+                          "; the evaluation ground truth keeps them all: it is the file as given")
+            warnings.warn(f"{self.ann_file}: left out {describe_dropped(problems)} of the training targets"
+                          f"{evaluation}")
         self.image_ids = [img["id"] for img in self.coco.dataset["images"]
                           if not skip_empty or self._instances[img["id"]]]
         if not self.image_ids:
@@ -143,7 +150,7 @@ class CocoDataset:
         with warnings.catch_warnings():  # pycocotools' decode trips a numpy-2 DeprecationWarning per call
             warnings.simplefilter("ignore", DeprecationWarning)
             for k, (ann_id, _, _) in enumerate(instances):
-                masks[k] = self.coco.annToMask(self.coco.anns[ann_id])
+                masks[k] = mask_utils.decode(to_rle(self._train_anns[ann_id]["segmentation"], h, w))
         return {
             "boxes": torch.tensor([box for _, box, _ in instances], dtype=torch.float32).reshape(-1, 4),
             "labels": torch.tensor([label for _, _, label in instances], dtype=torch.int64),
