@@ -234,6 +234,16 @@ def test_unknown_category_names_annotation_and_category(tmp_path):
     assert unchanged(ann_file, before)
 
 
+def test_duplicate_category_names_are_refused_in_one_line(tmp_path):
+    """Two classes named the same would make predictions name different classes the same."""
+    cats = [{"id": 3, "name": "cat"}, {"id": 7, "name": "dog"}, {"id": 8, "name": "cat"}, {"id": 9, "name": "dog"}]
+    ann_file = write_coco(tmp_path, categories=cats, annotations=[])
+    with pytest.raises(ValueError) as e:
+        CocoDataset(tmp_path, split="val")
+    assert str(e.value) == (f"{ann_file}: duplicate category names 'cat' (ids 3, 8), 'dog' (ids 7, 9); each class "
+                            f"needs a name of its own")
+
+
 def test_invalid_shapes_are_dropped_and_counted_in_one_warning(tmp_path):
     nan = float("nan")
     ann = dict(image_id=1, category_id=3, bbox=[10, 5, 20, 20], iscrowd=0)

@@ -3,7 +3,7 @@
 Two kinds of problems, treated differently, as detectron2 and mmdetection do:
 
 - **Structural errors** fail at once, with a message naming the file and the field, image or annotation id: not
-  a JSON object, a missing key, an id, height or width that is not an integer, a duplicate id, an annotation
+  a JSON object, a missing key, an id, height or width that is not an integer, a duplicate id or category name, an annotation
   whose image or category does not exist, a bbox that is not [x, y, w, h], a segmentation that is neither a list
   of polygons nor an RLE of its image's size. Nothing sensible can be trained from such a file.
 - **Invalid shapes** are dropped from the training targets and counted, because exports are full of them:
@@ -103,6 +103,7 @@ def validate_coco_dict(data, source: str) -> None:
     cat_ids = {c["id"] for c in data["categories"]}
     if len(cat_ids) != len(data["categories"]):
         raise ValueError(f"{source}: duplicate category ids in 'categories'")
+    check_category_names(data["categories"], source)
     ann_ids = set()
     for ann in data["annotations"]:
         aid = ann["id"]
@@ -119,6 +120,18 @@ def validate_coco_dict(data, source: str) -> None:
             raise ValueError(f"{source}: annotation {aid} has bbox {bbox!r}, expected [x, y, w, h]")
         img = images[ann["image_id"]]
         _check_segmentation(ann["segmentation"], aid, (img["height"], img["width"]), source)
+
+
+def check_category_names(categories: list[dict], source: str) -> None:
+    """ValueError naming the file and the names when two categories share a name: a model's predictions would
+    then name different classes the same, and nothing downstream could tell them apart."""
+    ids = collections.defaultdict(list)
+    for c in categories:
+        ids[c["name"]].append(c["id"])
+    shared = {name: found for name, found in ids.items() if len(found) > 1}
+    if shared:
+        listed = ", ".join(f"{name!r} (ids {', '.join(map(str, found))})" for name, found in shared.items())
+        raise ValueError(f"{source}: duplicate category names {listed}; each class needs a name of its own")
 
 
 def _check_segmentation(segm, aid, size_hw, source: str) -> None:
