@@ -198,6 +198,77 @@ def test_degenerate_box_is_dropped_with_a_warning(tmp_path):
     assert 21 in ds.coco.anns  # still part of the evaluation ground truth
 
 
+# ---------------------------------------------------------------- EXIF orientation
+
+def phone_photo(path, displayed: np.ndarray, orientation: int):
+    """Save `displayed` (H, W, 3) as a camera does: the pixels as the sensor saw them, and an EXIF orientation
+    tag saying how to turn them for display (6: a quarter turn clockwise, 8: counter-clockwise, 3: half a turn)."""
+    from PIL import ImageOps
+
+    undo = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}
+    stored = Image.fromarray(displayed).transpose(undo[orientation])
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored.save(path, quality=95, exif=exif)
+    assert np.abs(np.asarray(ImageOps.exif_transpose(Image.open(path)), dtype=int) - displayed).max() < 40
+
+
+def object_photo(h, w):
+    """A dark photo with a bright 12x12 object at x, y = 4..15 (as displayed), and its polygon."""
+    displayed = np.full((h, w, 3), 20, dtype=np.uint8)
+    displayed[4:16, 4:16] = 230
+    return displayed, [4, 4, 16, 4, 16, 16, 4, 16]
+
+
+@pytest.mark.parametrize("orientation", [6, 8, 3])
+def test_a_phone_photo_annotated_as_displayed_gets_masks_on_the_object(tmp_path, orientation):
+    """A square photo: its size cannot tell the frames apart, and without the orientation the mask missed the
+    object entirely (overlap 0.0)."""
+    displayed, poly = object_photo(40, 40)
+    (tmp_path / "val").mkdir()
+    phone_photo(tmp_path / "val" / "phone.jpg", displayed, orientation)
+    data = {"images": [{"id": 1, "file_name": "phone.jpg", "height": 40, "width": 40}],
+            "categories": [{"id": 1, "name": "thing"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 4, 12, 12], "area": 144,
+                             "segmentation": [poly], "iscrowd": 0}]}
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "annotations" / "instances_val.json").write_text(json.dumps(data))
+    image, target = CocoDataset(tmp_path, split="val")[0]
+    bright = image.mean(0) > 0.5
+    mask = target["masks"][0].bool()
+    assert (mask & bright).sum() / mask.sum() > 0.95 and (mask & bright).sum() / bright.sum() > 0.95
+
+
+def test_image_sizes_are_checked_as_displayed_before_any_image_is_decoded(tmp_path, monkeypatch):
+    """A turned phone photo whose JSON gives its size as displayed reads; one whose JSON gives the stored size,
+    and a plain photo of another size, are named in one error when the dataset is built, not at the step that
+    loads them; nothing is decoded for the check (Pillow reads the header)."""
+    displayed, _ = object_photo(60, 40)
+    (tmp_path / "val").mkdir()
+    phone_photo(tmp_path / "val" / "turned.jpg", displayed, 6)  # stored 60 wide, 40 high
+    phone_photo(tmp_path / "val" / "wrong.jpg", displayed, 8)
+    Image.fromarray(displayed).save(tmp_path / "val" / "plain.png")
+    images = [("turned.jpg", 60, 40), ("wrong.jpg", 40, 60), ("plain.png", 50, 40)]  # (name, height, width)
+    data = {"images": [{"id": i, "file_name": n, "height": h, "width": w} for i, (n, h, w) in enumerate(images)],
+            "categories": [{"id": 1, "name": "thing"}], "annotations": []}
+    (tmp_path / "annotations").mkdir()
+    ann_file = tmp_path / "annotations" / "instances_val.json"
+    ann_file.write_text(json.dumps(data))
+    monkeypatch.setattr(Image.Image, "load", lambda self: pytest.fail("an image was decoded"))
+    with pytest.raises(ValueError) as e:
+        CocoDataset(tmp_path, split="val")
+    assert str(e.value) == (
+        f"2 image file(s) do not match {ann_file}: {tmp_path / 'val' / 'wrong.jpg'} is 40x60 (w x h) once turned "
+        f"by its EXIF orientation 8, the JSON says 60x40; {tmp_path / 'val' / 'plain.png'} is 40x60 (w x h), the "
+        f"JSON says 40x50. Fix the files or the JSON's width and height")
+    monkeypatch.undo()
+    data["images"] = data["images"][:1]
+    ann_file.write_text(json.dumps(data))
+    image, _ = CocoDataset(tmp_path, split="val")[0]
+    assert image.shape == (3, 60, 40)  # as displayed
+    assert np.abs(image.permute(1, 2, 0).numpy() * 255 - displayed).max() < 40
+
+
 # ---------------------------------------------------------------- bad input
 
 def unchanged(ann_file, before):
@@ -345,8 +416,10 @@ def test_corrupt_jpeg_is_named(tmp_path):
     write_coco(tmp_path)
     path = tmp_path / "val" / "a.jpg"
     data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])  # truncated
     ds = CocoDataset(tmp_path, split="val")
+    path.write_bytes(data[: len(data) // 2])  # truncated after the dataset was built
+    with pytest.raises(ValueError, match=r"1 image file\(s\) do not match .*: .*val/a\.jpg cannot be read"):
+        CocoDataset(tmp_path, split="val")  # a dataset built now refuses it at once
     with pytest.raises(ValueError, match=r"cannot decode image file .*val/a\.jpg"):
         ds[0]
     path.write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")

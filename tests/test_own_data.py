@@ -143,6 +143,21 @@ def test_flags_that_go_together(export, tmp_path, capsys):
     assert err.count("\n") == 1 and "nowhere" in err and "does not exist" in err
 
 
+def test_an_image_whose_size_differs_from_the_json_is_named_before_training_starts(export, tmp_path, capsys):
+    """It was reported only at the step that loaded it, after the steps before it had run."""
+    ann_file, images = export
+    wrong = sorted(images.rglob("*.jpg"))[-1]
+    Image.open(wrong).resize((SIZE, SIZE + 8)).save(wrong)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        assert cli.main(["train", "--annotations", str(ann_file), "--images", str(images), "--iters", "3",
+                         "--out", str(tmp_path / "run"), *CPU_SMALL_96]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: 1 image file(s) do not match {ann_file}: {wrong} is {SIZE}x{SIZE + 8} (w x h), the "
+                   f"JSON says {SIZE}x{SIZE}. Fix the files or the JSON's width and height\n")
+    assert not (tmp_path / "run" / "last.pt").exists() and not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_corrupt_image_met_mid_training_saves_a_checkpoint_then_stops(export, tmp_path, capsys, workers):
     """One line naming the file, also from a DataLoader worker; the steps before it are kept and resume."""
@@ -153,7 +168,7 @@ def test_a_corrupt_image_met_mid_training_saves_a_checkpoint_then_stops(export, 
     order = [i for _, i in ResumableSampler(train_set, seed=0)]  # the seeded shuffle of epoch 0
     victim = train_set.image_path(order[4])  # the first image of step 3 (batches of 2)
     good = victim.read_bytes()
-    victim.write_bytes(good[:200])  # truncated, as by an interrupted copy
+    victim.write_bytes(good[:len(good) // 2])  # truncated past its header (an unreadable header: refused up front)
     run = tmp_path / "run"
     argv = ["train", "--annotations", str(ann_file), "--images", str(images), "--iters", "5", "--ckpt-every", "100",
             "--seed", "0", "--out", str(run), *CPU_SMALL_96[:-1], str(workers)]
