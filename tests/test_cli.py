@@ -112,8 +112,8 @@ def test_train_evaluate_predict_demo_on_shapes(tmp_path, capsys):
 
     assert cli.main(["evaluate", "--checkpoint", str(run / "last.pt"), "--num-images", "4"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert SUMMARY.match(out[-1]) and (run / "results_shapes.json").is_file()
-    assert isinstance(json.loads((run / "results_shapes.json").read_text()), list)
+    assert SUMMARY.match(out[-1]) and (run / "results_shapes_4.json").is_file()  # 4 held-out images
+    assert isinstance(json.loads((run / "results_shapes_4.json").read_text()), list)
 
     image = tmp_path / "shape.png"
     Image.fromarray(ShapesDataset(1, 64, seed=5).load_image(0)).save(image)

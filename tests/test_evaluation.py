@@ -2,6 +2,8 @@
 give 0, a hand-computed IoU gives the AP it must, and results are in the server's JSON format."""
 import json
 import re
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -239,3 +241,33 @@ def test_evaluate_equals_cocoeval_on_the_file_as_given(tmp_path, capsys, monkeyp
     assert printed[:3] == format_table(reference).splitlines()
     assert printed[-1].startswith(summary_line(reference) + " | ")
     assert reference["bbox"]["AP"] != reference["segm"]["AP"]  # the case is not degenerate
+
+
+def test_evaluate_on_two_files_that_share_a_name_writes_two_results_files(tmp_path, capsys, monkeypatch):
+    """Both used to be written to results_instances.json next to the checkpoint, the second replacing the first."""
+    import shutil
+
+    from minimaskrcnn import cli, predict
+
+    ann_file, images, dets = awkward_export(tmp_path / "export")
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(ann_file, tmp_path / folder / "instances.json")
+    other = json.loads(ann_file.read_text())
+    other["annotations"] = other["annotations"][:1]  # b's ground truth differs: so do its scores
+    (tmp_path / "b" / "instances.json").write_text(json.dumps(other))
+    monkeypatch.setattr(predict, "model_from_checkpoint",
+                        lambda *a, **k: (Replay(dets, 3), {"class_names": ["background", "cat", "dog"]}))
+    checkpoint, written = tmp_path / "run" / "last.pt", []
+    checkpoint.parent.mkdir()
+    for folder in ("a", "b", "a"):  # the same file again: the same name
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            assert cli.main(["evaluate", "--checkpoint", str(checkpoint), "--annotations",
+                             str(tmp_path / folder / "instances.json"), "--images", str(images)]) == 0
+        out = capsys.readouterr().out
+        written.append(Path(re.search(r"^results: (.*)$", out, re.M).group(1)))
+        assert summary_line(cocoeval_on_the_file(tmp_path / folder / "instances.json", written[-1])) in out
+    assert written[0] != written[1] and written[2] == written[0]
+    assert sorted(checkpoint.parent.iterdir()) == sorted(written[:2])
+    assert re.fullmatch(r"results_instances_[0-9a-f]{8}\.json", written[0].name)
