@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .. import paths
 from ..devices import check_device_name
-from .flags import add_model_flags
+from .flags import add_model_flags, check_flag, model_flags_in_flag_terms
 
 
 def add_arguments(p) -> None:
@@ -41,8 +41,14 @@ def run(args) -> None:
     from ..predict import model_from_checkpoint
 
     check_device_name("--device", args.device)
+    check_flag("--batch-size", args.batch_size, 1)
+    check_flag("--num-images", args.num_images, 1)
     start = time.perf_counter()
-    model, state = model_from_checkpoint(args.checkpoint, args.device, min_size=args.min_size, max_size=args.max_size)
+    try:
+        model, state = model_from_checkpoint(args.checkpoint, args.device, min_size=args.min_size,
+                                             max_size=args.max_size)
+    except ValueError as e:
+        raise model_flags_in_flag_terms(e) from e
     dataset = evaluation_set(state, args.checkpoint, args.annotations, args.images, args.data, args.split,
                              args.num_images)
     trained_names = state.get("class_names")

@@ -80,7 +80,7 @@ def to_tensor_image(image: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1]. Converted in numpy: torch's multi-threaded
     elementwise kernels cost more than they save on one small image inside a busy DataLoader."""
     chw = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)  # (H, W, 3) -> (3, H, W)
-    return torch.from_numpy(chw / np.float32(255.0))
+    return torch.from_numpy(np.divide(chw, np.float32(255.0), out=chw))  # in place: one (3, H, W) copy, not two
 
 
 class CocoDataset:
