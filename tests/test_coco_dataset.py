@@ -3,6 +3,7 @@ COCO folders built here; every bad input gets a clear error naming the file or f
 they were."""
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from minimaskrcnn.data import CocoDataset
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 
-# ---------------------------------------------------------------- real COCO val2017 images (data/coco_sample)
+# ---------------------------------------------------------------- real COCO val2017 images (the shipped sample)
 
 @pytest.fixture(scope="module")
 def val(coco_root):
@@ -82,9 +83,48 @@ def test_skip_empty_drops_images_without_instances(coco_root, raw):
     assert set(ds.image_ids) == with_instances and len(ds) < len(raw["images"])
 
 
+def test_the_data_folder_is_the_clones_else_the_users_never_the_packages(monkeypatch, tmp_path):
+    """An installed package wrote COCO into a data/ folder beside site-packages (its REPO_ROOT was the parent of
+    the package); it now goes to $MINIMASKRCNN_HOME, else the clone's data/, else the user's cache."""
+    for name in (paths.HOME_ENV, "XDG_CACHE_HOME", paths.COCO_ENV):
+        monkeypatch.delenv(name, raising=False)
+    assert paths.REPO_ROOT == Path(__file__).resolve().parents[1]  # the tests run from a clone
+    assert paths.data_dir() == paths.REPO_ROOT / "data"
+    assert paths.SAMPLE_ROOT == paths.REPO_ROOT / "minimaskrcnn" / "data" / "coco_sample"  # package data
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert paths.user_cache_dir() == tmp_path / "home" / ".cache" / "minimaskrcnn"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert paths.user_cache_dir() == tmp_path / "xdg" / "minimaskrcnn"
+    monkeypatch.setattr(paths, "REPO_ROOT", None)  # an installed package
+    assert paths.data_dir() == tmp_path / "xdg" / "minimaskrcnn"
+    assert paths.download_root() == tmp_path / "xdg" / "minimaskrcnn" / "coco"
+    monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / "mine"))
+    assert paths.data_dir() == tmp_path / "mine" and paths.download_root() == tmp_path / "mine" / "coco"
+    monkeypatch.setattr(paths, "REPO_ROOT", tmp_path / "clone")
+    assert paths.data_dir() == tmp_path / "mine"  # the variable wins in a clone too
+
+
+def test_a_clone_is_told_from_an_installed_package(tmp_path):
+    """site-packages (no pyproject.toml), another project's clone, and this project's clone (with .git, a
+    worktree's .git file, or only its Makefile, as in a source archive)."""
+    for name in ("site-packages", "other", "git", "worktree", "archive", "bare"):
+        (tmp_path / name / "minimaskrcnn").mkdir(parents=True)
+    ours, theirs = '[project]\nname = "minimaskrcnn"\n', '[project]\nname = "someone-else"\n'
+    for name, pyproject in (("other", theirs), ("git", ours), ("worktree", ours), ("archive", ours), ("bare", ours)):
+        (tmp_path / name / "pyproject.toml").write_text(pyproject)
+    (tmp_path / "other" / ".git").mkdir()
+    (tmp_path / "git" / ".git").mkdir()
+    (tmp_path / "worktree" / ".git").write_text("gitdir: /somewhere/.git/worktrees/x\n")
+    (tmp_path / "archive" / "Makefile").write_text("test:\n")
+    found = {name: paths.clone_root(tmp_path / name / "minimaskrcnn") for name in
+             ("site-packages", "other", "git", "worktree", "archive", "bare")}
+    assert found == {"site-packages": None, "other": None, "git": tmp_path / "git",
+                     "worktree": tmp_path / "worktree", "archive": tmp_path / "archive", "bare": None}
+
+
 def test_coco_root_precedence(monkeypatch, tmp_path):
     monkeypatch.delenv(paths.COCO_ENV, raising=False)
-    monkeypatch.setattr(paths, "DATA_DIR", tmp_path / "data")
+    monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / "data"))
     assert paths.coco_root() == paths.SAMPLE_ROOT  # a fresh clone: the shipped sample ...
     assert paths.coco_root_problems(paths.SAMPLE_ROOT) == []
     assert paths.download_root() == tmp_path / "data" / "coco"  # a download never goes into the sample

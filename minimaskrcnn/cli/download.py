@@ -9,7 +9,8 @@ from .. import paths
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--data", default=None, help="COCO root (default: $MINIMASKRCNN_COCO or <repo>/data/coco)")
+    p.add_argument("--data", default=None, help="COCO root (default: $MINIMASKRCNN_COCO, else data/coco in a clone, "
+                                                 "else $MINIMASKRCNN_HOME/coco or ~/.cache/minimaskrcnn/coco)")
     p.add_argument("--split", nargs="+", default=["train2017", "val2017"], help="splits to fetch")
     p.add_argument("--base-url", default=None, help="a mirror of http://images.cocodataset.org (same folders)")
     p.add_argument("--checksum", action="append", default=[], metavar="NAME=ALGO:HEX",
@@ -55,7 +56,7 @@ def check_arguments(args, root: Path) -> None:
 def run(args) -> None:
     from ..data import download, subset
 
-    root = paths.download_root(args.data)  # data/coco by default: never into the shipped sample
+    root = paths.download_root(args.data)  # never into the shipped sample, nor beside an installed package
     check_arguments(args, root)
     if args.subset is None or paths.coco_root_problems(root, args.split):
         names = download.archive_urls(args.split)

@@ -3,9 +3,9 @@
 Two kinds of problems, treated differently, as detectron2 and mmdetection do:
 
 - **Structural errors** fail at once, with a message naming the file and the field, image or annotation id: not
-  a JSON object, a missing key, an id, height or width that is not an integer, a duplicate id or category name, an annotation
-  whose image or category does not exist, a bbox that is not [x, y, w, h], a segmentation that is neither a list
-  of polygons nor an RLE of its image's size. Nothing sensible can be trained from such a file.
+  a JSON object, a missing key, an id, height or width that is not an integer, a duplicate id or category name,
+  an annotation whose image or category does not exist, a bbox that is not [x, y, w, h], a segmentation that is
+  neither a list of polygons nor an RLE of its image's size. Nothing sensible can be trained from such a file.
 - **Invalid shapes** are dropped from the training targets and counted, because exports are full of them:
   polygons with fewer than 3 points, an odd number of coordinates, NaN or infinite coordinates or zero area; then
   annotations with no valid polygon left (CVAT writes rectangles as `"segmentation": []`) or a NaN bbox. One
@@ -14,7 +14,7 @@ Two kinds of problems, treated differently, as detectron2 and mmdetection do:
 The **evaluation ground truth** is another matter: it is the file as given (`ground_truth_dict`), as pycocotools'
 COCOeval reads it and detectron2's COCOEvaluator scores against it. A zero-area polygon there is an object no
 mask can hit (a miss), a crowd region of any size is an ignore region. Only what pycocotools cannot read is
-changed (module-level details in `ground_truth_dict`), and what exports leave out is filled in: `iscrowd` (0) and
+changed (see `ground_truth_dict`), and what exports leave out is filled in: `iscrowd` (0) and
 `area` (the mask's pixel count, as in the official files), which COCOeval reads. Category ids may be anything
 (0-based, 1-based, with gaps); `CocoDataset` maps them to contiguous labels.
 """
