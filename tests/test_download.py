@@ -538,3 +538,17 @@ def test_download_flags_that_are_zero_or_empty_are_refused_in_one_line(tmp_path,
     err = capsys.readouterr().err
     assert err.startswith(f"error: {says}") and err.count("\n") == 1, err
     assert server.log == [] and not (tmp_path / "dst").exists()
+
+
+def test_make_subset_refuses_an_image_folder_that_is_its_source(tmp_path, full):
+    """The Python API's own guard: out_images_dir resolving into images_dir (a symlink) is refused, nothing written."""
+    ann_file, _ = full
+    images = ann_file.parent / "val2017"
+    before = {p.name: p.read_bytes() for p in images.iterdir()}
+    (tmp_path / "small").mkdir()
+    (tmp_path / "small" / "val2017").symlink_to(images, target_is_directory=True)
+    for out_images in (tmp_path / "small" / "val2017", images / "sub"):
+        with pytest.raises(ValueError, match=r"out_images_dir .* is the source image folder .* or inside it"):
+            make_subset(ann_file, tmp_path / "small" / "s.json", num_images=2, images_dir=images,
+                        out_images_dir=out_images)
+    assert {p.name: p.read_bytes() for p in images.iterdir()} == before and not (tmp_path / "small" / "s.json").exists()
