@@ -202,7 +202,9 @@ def test_list_and_usage_errors_are_one_line_with_exit_status_2(tmp_path, capsys)
                           (["check", "roi_align", str(tmp_path / "nope.py")], "no such file"),
                           (["check", "roi_align", str(mine)], "my_ops.py defines no function roi_align"),
                           (["check", "roi_align", str(broken)], "broken.py could not be imported: SyntaxError"),
-                          (["check", "roi_align"], "check needs a component and a file")]:
+                          (["check", "roi_align"], "check needs a component and a file"),
+                          (["check", "", str(mine)], "check needs a component and a file"),  # empty: the same
+                          (["check", "roi_align", ""], "check needs a component and a file")]:
         assert cli.main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
