@@ -1,9 +1,27 @@
-"""Where the data lives: the default COCO root and how to override it.
+"""Where the data lives, read from here and nowhere else: the shipped sample, the data folder, the COCO root.
 
-Precedence: an explicit path (the CLI's `--data` flag, relative to the current folder like any path) > the
-environment variable MINIMASKRCNN_COCO > `<repo>/data/coco` once it holds annotations (the full COCO, fetched by
-`python -m minimaskrcnn download`; a download still under way does not count) > `<repo>/data/coco_sample`, the
-24 + 20 real COCO images shipped with the repository (see its README.md), so that a fresh clone has real data. A COCO root has the official layout:
+The package works the same from a clone and from an installed wheel (`pip install`, Colab); only where it writes
+differs, and it never writes into site-packages.
+
+- The **COCO sample** (24 train2017 + 20 val2017 real COCO images, 4.3 MB, credits in its README.md) ships
+  inside the package as package data: `SAMPLE_ROOT` = minimaskrcnn/data/coco_sample, read only.
+- The **data folder** (`data_dir()`), where `download` puts the full COCO and where the default COCO root is
+  looked for, in this order:
+    1. $MINIMASKRCNN_HOME, when set (a clone too);
+    2. `<clone>/data`, when running from a clone (`REPO_ROOT`: the package's parent folder holds this project's
+       pyproject.toml and its .git or Makefile; an editable install, `make`'s, counts as a clone);
+    3. the user's cache, as torch.hub keeps its own: $XDG_CACHE_HOME/minimaskrcnn, else ~/.cache/minimaskrcnn.
+- The **COCO root** (`coco_root()`, what `train`, `evaluate` and CocoDataset read): an explicit path (the CLI's
+  `--data`, relative to the current folder like any path) > $MINIMASKRCNN_COCO > `data_dir()/coco` once it holds
+  annotations (a download still under way does not count) > the shipped sample. `download_root()` is the same
+  without the sample: a download never goes into the package.
+- **Pretrained weights** (`pretrained.cache_dir`): `--cache` > $MINIMASKRCNN_CACHE > torch.hub's folder
+  ($TORCH_HOME/hub/checkpoints, by default ~/.cache/torch/hub/checkpoints), which is a user folder already and
+  where torchvision keeps the same file, so weights it downloaded are reused.
+- **Run outputs** (`train --out`, `predict --out`, ...) are paths like any other, relative to the current folder;
+  the notebooks' own runs go to `runs_dir()`: <clone>/runs, or ./runs when installed.
+
+A COCO root has the official layout:
 
     root/annotations/instances_{split}.json     e.g. instances_val2017.json
     root/{split}/*.jpg                          e.g. val2017/000000397133.jpg
@@ -14,14 +32,40 @@ import os
 from pathlib import Path
 
 COCO_ENV = "MINIMASKRCNN_COCO"
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = REPO_ROOT / "data"
-SAMPLE_ROOT = DATA_DIR / "coco_sample"
+HOME_ENV = "MINIMASKRCNN_HOME"
+PACKAGE_DIR = Path(__file__).resolve().parent
+SAMPLE_ROOT = PACKAGE_DIR / "data" / "coco_sample"
+
+
+def clone_root(package_dir: Path = PACKAGE_DIR) -> Path | None:
+    """The clone the package runs from (its parent folder), or None for an installed package: the parent must
+    hold this project's pyproject.toml and a .git (a folder, or a worktree's file) or the project's Makefile."""
+    root = package_dir.parent
+    try:
+        ours = 'name = "minimaskrcnn"' in (root / "pyproject.toml").read_text()
+    except (OSError, UnicodeDecodeError):  # no pyproject.toml: site-packages, a zip, ...
+        return None
+    return root if ours and ((root / ".git").exists() or (root / "Makefile").is_file()) else None
+
+
+REPO_ROOT = clone_root()  # None when installed: then nothing may be written next to the package
+
+
+def user_cache_dir() -> Path:
+    """$XDG_CACHE_HOME/minimaskrcnn, else ~/.cache/minimaskrcnn (torch.hub's rule for its own folder)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "minimaskrcnn"
+
+
+def data_dir() -> Path:
+    """Where the package's data goes: $MINIMASKRCNN_HOME > <clone>/data > the user's cache (module docstring)."""
+    if os.environ.get(HOME_ENV):
+        return Path(os.environ[HOME_ENV]).expanduser()
+    return REPO_ROOT / "data" if REPO_ROOT is not None else user_cache_dir()
 
 
 def coco_root(override: str | os.PathLike | None = None) -> Path:
-    """The COCO root folder: `override` if given, else $MINIMASKRCNN_COCO, else <repo>/data/coco once it holds
-    annotations, else the shipped sample <repo>/data/coco_sample.
+    """The COCO root folder: `override` if given, else $MINIMASKRCNN_COCO, else data_dir()/coco once it holds
+    annotations, else the shipped sample SAMPLE_ROOT.
 
     Nothing is checked here (a download may be about to create it); see `coco_root_problems`.
     """
@@ -30,16 +74,22 @@ def coco_root(override: str | os.PathLike | None = None) -> Path:
     env = os.environ.get(COCO_ENV, "")
     if env:
         return Path(env).expanduser()
-    full = DATA_DIR / "coco"
+    full = data_dir() / "coco"
     return full if (full / "annotations").is_dir() else SAMPLE_ROOT
 
 
 def download_root(override: str | os.PathLike | None = None) -> Path:
-    """Where `download` puts the official COCO: `override`, else $MINIMASKRCNN_COCO, else <repo>/data/coco
+    """Where `download` puts the official COCO: `override`, else $MINIMASKRCNN_COCO, else data_dir()/coco
     (never the shipped sample, which coco_root falls back to)."""
     if (override is not None and str(override) != "") or os.environ.get(COCO_ENV, ""):
         return coco_root(override)
-    return DATA_DIR / "coco"
+    return data_dir() / "coco"
+
+
+def runs_dir() -> Path:
+    """Where the notebooks and the in-model check keep runs, and look for `make demo`'s runs/demo: the clone's runs/
+    (git ignores it) from a clone, else runs/ in the current folder (never inside site-packages)."""
+    return REPO_ROOT / "runs" if REPO_ROOT is not None else Path.cwd() / "runs"
 
 
 def ann_file(root: str | os.PathLike, split: str) -> Path:

@@ -2,33 +2,73 @@
 masks, boxes and "label score" tags, and list everything in predictions.json.
 
 An image that cannot be read is skipped with a one-line warning and listed in predictions.json as skipped; the
-others are predicted. Boxes in predictions.json are (x1, y1, x2, y2) pixels of the image as stored.
+others are predicted. Images are read as displayed (EXIF orientation applied), and boxes in predictions.json are
+(x1, y1, x2, y2) pixels of the image at its full size. The drawing is capped at MAX_DRAWN pixels on its longer
+side, and only the masks drawn are pasted, at that size: a model pastes every mask at the image's full size, and a
+figure drawn at 8000 x 8000 pixels took GBs of memory for a picture nobody views at that size.
+
+Glossary: H, W an image's size; h, w its drawn size; D detections.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+MAX_DRAWN = 1600  # pixels on the longer side of a drawn image (a phone's 4032 x 3024 photo is drawn 1600 x 1200)
 
 
 def image_paths(items) -> list[Path]:
-    """The files to predict: each argument as given, a folder as its images (sorted by name)."""
+    """The files to predict: each argument as given, a folder as the images in it and in its subfolders (sorted by
+    path, hidden folders such as .ipynb_checkpoints left out and named in a warning)."""
     found = []
+    if not all(str(item).strip() for item in items):  # Path("") is the current folder
+        raise ValueError("an image argument is empty: name image files or folders")
     for item in map(Path, items):
-        if item.is_dir():
-            inside = sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not inside:
-                print(f"warning: folder {item} holds no {'/'.join(IMAGE_SUFFIXES)} files", file=sys.stderr)
-            found += inside
-        else:
+        if not item.is_dir():
             found.append(item)
+            continue
+        inside, hidden = [], []
+        for folder, subfolders, files in os.walk(item):  # symlinked folders are not followed (no loops)
+            hidden += [Path(folder) / d for d in subfolders if d.startswith(".")]
+            subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+            inside += [Path(folder) / f for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES]
+        if hidden:
+            print(f"warning: skipped hidden folder(s) {', '.join(map(str, sorted(hidden)))}", file=sys.stderr)
+        if not inside:
+            print(f"warning: folder {item} holds no {'/'.join(IMAGE_SUFFIXES)} files", file=sys.stderr)
+        found += sorted(inside)
     if not found:
         raise ValueError(f"no images to predict in {', '.join(map(str, items))}")
     return found
+
+
+def drawn_size(h: int, w: int, cap: int = MAX_DRAWN) -> tuple[int, int]:
+    """(h, w) of an (H, W) image drawn with its longer side at most `cap` pixels (never enlarged)."""
+    scale = min(1.0, cap / max(h, w))
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+@torch.no_grad()
+def detect(model, image: torch.Tensor, score_thresh: float, size: tuple[int, int]) -> tuple[dict, dict]:
+    """(detections, drawn) of one (3, H, W) image, those scoring at least `score_thresh` only: detections' "boxes"
+    (D, 4) in the image's pixels, with "labels" and "scores"; drawn: the same with "boxes" in an image of `size`
+    (h, w) and "masks" (D, h, w) pasted at that size. The stages of model.forward (model.py), whose postprocess
+    would paste every mask at (H, W): 256 MB a detection for an 8000 x 8000 photo."""
+    batch, _ = model.transform([image])
+    features = model.backbone(batch.tensors)
+    proposals, _ = model.rpn(batch, features)
+    det = model.roi_heads(features, proposals, batch.image_sizes)[0][0]  # in the resized frame, (D, M, M) masks
+    det = {k: v[det["scores"] >= score_thresh] for k, v in det.items()}
+    full = model.transform.postprocess([{k: v for k, v in det.items() if k != "masks"}], batch)[0]
+    drawn = model.transform.postprocess([det], dataclasses.replace(batch, original_sizes=[size]))[0]
+    return full, drawn
 
 
 def model_from_checkpoint(checkpoint, device: str = "auto", **transform):
@@ -65,9 +105,11 @@ def load_predictor(checkpoint=None, weights=None, cache=None, device: str = "aut
 
 
 def predict_images(model, names: list[str], images: list[Path], out: Path, score_thresh: float = 0.5) -> list[str]:
-    """Draw the detections scoring at least `score_thresh` of every image into out/<name>_pred.png and list
-    them in out/predictions.json; returns the images skipped because they could not be read."""
+    """Draw the detections scoring at least `score_thresh` of every image into out/<name>_pred.png (at most
+    MAX_DRAWN pixels on a side) and list them in out/predictions.json (full-size pixels); returns the images
+    skipped because they could not be read."""
     import matplotlib.pyplot as plt
+    from PIL import Image
 
     from .data import read_rgb
     from .data.coco import to_tensor_image
@@ -79,26 +121,29 @@ def predict_images(model, names: list[str], images: list[Path], out: Path, score
     summary, skipped, stems = [], [], set()
     for path in images:
         try:
-            image = to_tensor_image(read_rgb(path))  # (3, H, W)
+            rgb = read_rgb(path)  # (H, W, 3) uint8
         except (ValueError, OSError) as e:  # unreadable or not an image: skip it, keep the others
             print(f"warning: skipped {path}: {e}", file=sys.stderr)
             summary.append({"image": str(path), "skipped": str(e)})
             skipped.append(str(path))
             continue
-        with torch.no_grad():
-            det = {k: v.cpu() for k, v in model([image.to(device)]).detections[0].items()}
-        h, w = image.shape[-2:]
+        h, w = drawn_size(*rgb.shape[:2])
+        shown = rgb if (h, w) == rgb.shape[:2] else np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
+        image = to_tensor_image(rgb).to(device)  # (3, H, W)
+        del rgb  # the full-size copies go as soon as they are used: the model's input is the largest
+        det, drawn_det = detect(model, image, score_thresh, (h, w))
+        del image
         fig, ax = plt.subplots(figsize=(w / 100, h / 100), dpi=100)
         fig.subplots_adjust(0, 0, 1, 1)
-        draw_detections(ax, image, det, names, score_thresh, mask_threshold)
+        draw_detections(ax, to_tensor_image(shown), {k: v.cpu() for k, v in drawn_det.items()}, names, score_thresh,
+                        mask_threshold)
         stem = path.stem if path.stem not in stems else f"{path.stem}_{len(summary)}"  # a/x.jpg and b/x.png
         stems.add(stem)
         drawn = out / f"{stem}_pred.png"
         fig.savefig(drawn, dpi=100)
         plt.close(fig)
-        keep = det["scores"] >= score_thresh
         found = [{"label": names[int(lab)], "score": round(float(s), 4), "box": [round(v, 1) for v in b.tolist()]}
-                 for lab, s, b in zip(det["labels"][keep], det["scores"][keep], det["boxes"][keep])]
+                 for lab, s, b in zip(det["labels"].cpu(), det["scores"].cpu(), det["boxes"].cpu())]
         summary.append({"image": str(path), "drawn": str(drawn), "detections": found})
         print(f"{path}: {len(found)} detection(s) -> {drawn}")
     (out / "predictions.json").write_text(json.dumps(summary, indent=1))

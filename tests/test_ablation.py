@@ -265,3 +265,23 @@ def test_ablate_writes_only_under_its_out_and_judges_no_run_that_did_not_train(t
     assert results["finding"].endswith("no verdict: 2-step runs, short of a study's 900.")
     assert "no verdict: 2-step runs" in ablation.overview_table({"agnostic": results})
     assert "reproduced" not in (out / "agnostic.md").read_text()
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--jobs", "0"], "--jobs must be an integer >= 1; got 0"),
+    (["--jobs", "-1"], "--jobs must be an integer >= 1; got -1"),
+    (["--seeds", "0", "0"], "--seeds repeats 0: each seed is one run; give distinct seeds"),
+    (["--seeds", "1", "-2"], "--seeds must be an integer >= 0; got -2"),
+    (["--iters", "0"], "--iters must be an integer >= 1; got 0"),  # it ran the 900-step default
+    (["--out", ""], "--out is empty"),
+    (["--device", "tpu"], "--device must be 'auto', 'cpu', 'cuda'"),
+])
+def test_ablate_flags_that_make_no_sense_are_refused_in_one_line_before_any_run(flags, says, monkeypatch, capsys):
+    """--seeds 0 0 reported a spread of zero over "2 seeds" that were one run, both writing one folder."""
+    from minimaskrcnn import cli
+    from minimaskrcnn.cli import ablate
+
+    monkeypatch.setattr(ablate, "run_study", lambda *a, **k: pytest.fail("a study ran"))
+    assert cli.main(["ablate", "agnostic", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {says}") and err.count("\n") == 1, err

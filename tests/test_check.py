@@ -367,7 +367,9 @@ def test_list_and_usage_errors_are_one_line_with_exit_status_2(tmp_path, capsys)
                           (["check", "roi_align"], "check needs a component and a file"),
                           (["check", "--in-model", str(mine), "--checkpoint", str(tmp_path / "none.pt")],
                            "--checkpoint"),
-                          (["check", "nms", str(mine), "--time-limit", "0"], "--time-limit must be > 0")]:
+                          (["check", "nms", str(mine), "--time-limit", "0"], "--time-limit must be > 0"),
+                          (["check", "", str(mine)], "check needs a component and a file"),  # empty: the same
+                          (["check", "roi_align", ""], "check needs a component and a file")]:
         assert cli.main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and err.count("\n") == 1, err

@@ -1,7 +1,6 @@
 """The command line: --help on every command, flags -> TrainConfig, errors as one line, the subset wiring,
 and a tiny train -> evaluate -> predict -> demo run on the synthetic shapes through `main`."""
 import json
-import types
 import re
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from PIL import Image
 from minimaskrcnn import cli, predict, training
 from minimaskrcnn.checkpoint import read_checkpoint, save_checkpoint
 from minimaskrcnn.data import CocoDataset, ShapesDataset
+from standin import StandIn
 
 
 def test_help_through_python_m():
@@ -112,8 +112,8 @@ def test_train_evaluate_predict_demo_on_shapes(tmp_path, capsys):
 
     assert cli.main(["evaluate", "--checkpoint", str(run / "last.pt"), "--num-images", "4"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert SUMMARY.match(out[-1]) and (run / "results_shapes.json").is_file()
-    assert isinstance(json.loads((run / "results_shapes.json").read_text()), list)
+    assert SUMMARY.match(out[-1]) and (run / "results_shapes_4.json").is_file()  # 4 held-out images
+    assert isinstance(json.loads((run / "results_shapes_4.json").read_text()), list)
 
     image = tmp_path / "shape.png"
     Image.fromarray(ShapesDataset(1, 64, seed=5).load_image(0)).save(image)
@@ -130,18 +130,14 @@ def test_train_evaluate_predict_demo_on_shapes(tmp_path, capsys):
     assert (tmp_path / "demo" / "predictions.png").is_file()
 
 
-class FixedDetector(torch.nn.Module):
-    """Eval-mode stand-in that 'detects' one circle: a box, a score and a filled-disc mask."""
-
-    def __init__(self, box, score, mask):
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.zeros(1))  # predict asks for the model's device
-        self.box, self.score, self.mask = box, score, mask
-
-    def forward(self, images, targets=None):
-        det = {"boxes": torch.tensor([self.box, [0.0, 0.0, 4.0, 4.0]]), "labels": torch.tensor([2, 1]),
-               "scores": torch.tensor([self.score, 0.1]), "masks": torch.stack([self.mask, torch.zeros_like(self.mask)])}
-        return types.SimpleNamespace(losses={}, detections=[det])
+def circle_detector(box, score, radius):
+    """The answer of a stand-in that 'detects' one circle (a box, a score and a disc of `radius` pixels filling the
+    box, as a 40 x 40 mask) and one low-scoring square at the top-left corner."""
+    side = box[2] - box[0]
+    yy, xx = torch.meshgrid(torch.arange(40) + 0.5, torch.arange(40) + 0.5, indexing="ij")
+    disc = (((xx - 20) ** 2 + (yy - 20) ** 2) <= (radius * 40 / side) ** 2).float()  # (M, M), M = 40
+    return lambda h, w: {"boxes": torch.tensor([box, [0.0, 0.0, 4.0, 4.0]]), "labels": torch.tensor([2, 1]),
+                         "scores": torch.tensor([score, 0.1]), "masks": torch.stack([disc, torch.zeros_like(disc)])}
 
 
 def test_predict_draws_masks_boxes_labels_and_scores(tmp_path, monkeypatch, capsys):
@@ -150,9 +146,7 @@ def test_predict_draws_masks_boxes_labels_and_scores(tmp_path, monkeypatch, caps
     from minimaskrcnn.viz import color
 
     h, w = 80, 120
-    yy, xx = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
-    mask = (((xx - 60) ** 2 + (yy - 45) ** 2) <= 15 ** 2).float()  # a disc of radius 15 at (60, 45)
-    model = FixedDetector([40.0, 25.0, 80.0, 65.0], 0.93, mask)
+    model = StandIn(circle_detector([40.0, 25.0, 80.0, 65.0], 0.93, 15))  # a disc of radius 15 at (60, 45)
     monkeypatch.setattr(predict, "model_from_checkpoint",
                         lambda checkpoint, device, **kw: (model, {"class_names": ["background", "square", "circle"]}))
     image = tmp_path / "grey.png"
@@ -207,8 +201,20 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(shapes_chec
     (["demo", "--iters", "0"], "--iters must be an integer >= 1; got 0"),
     (["evaluate", "--checkpoint", "x.pt", "--device", "tpu"], "--device must be 'auto', 'cpu', 'cuda'"),
     (["predict", "--checkpoint", "x.pt", "a.png", "--device", "tpu"], "--device must be 'auto', 'cpu', 'cuda'"),
+    (["evaluate", "--checkpoint", "x.pt", "--batch-size", "0"], "--batch-size must be an integer >= 1; got 0"),
+    (["evaluate", "--checkpoint", "x.pt", "--num-images", "0"], "--num-images must be an integer >= 1; got 0"),
 ])
 def test_bad_flags_are_one_line_errors_naming_the_flag(argv, message, capsys, tmp_path):
     assert cli.main(argv + (["--out", str(tmp_path / "out")] if argv[0] in ("train", "demo") else [])) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {message}") and err.count("\n") == 1, err
+
+
+def test_the_image_size_flags_of_a_loaded_model_are_named_as_flags(shapes_checkpoint, tmp_path, capsys):
+    """They said "TransformConfig.min_size must be ...", the field the user never typed."""
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "a.png")
+    for argv in (["evaluate", "--checkpoint", str(shapes_checkpoint), "--min-size", "0"],
+                 ["predict", "--checkpoint", str(shapes_checkpoint), str(tmp_path / "a.png"), "--out",
+                  str(tmp_path / "p"), "--min-size", "0"]):
+        assert cli.main(argv) == 2
+        assert capsys.readouterr().err == "error: --min-size must be an integer >= 32; got 0\n"

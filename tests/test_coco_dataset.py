@@ -3,6 +3,7 @@ COCO folders built here; every bad input gets a clear error naming the file or f
 they were."""
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from minimaskrcnn.data import CocoDataset
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 
-# ---------------------------------------------------------------- real COCO val2017 images (data/coco_sample)
+# ---------------------------------------------------------------- real COCO val2017 images (the shipped sample)
 
 @pytest.fixture(scope="module")
 def val(coco_root):
@@ -82,9 +83,48 @@ def test_skip_empty_drops_images_without_instances(coco_root, raw):
     assert set(ds.image_ids) == with_instances and len(ds) < len(raw["images"])
 
 
+def test_the_data_folder_is_the_clones_else_the_users_never_the_packages(monkeypatch, tmp_path):
+    """An installed package wrote COCO into a data/ folder beside site-packages (its REPO_ROOT was the parent of
+    the package); it now goes to $MINIMASKRCNN_HOME, else the clone's data/, else the user's cache."""
+    for name in (paths.HOME_ENV, "XDG_CACHE_HOME", paths.COCO_ENV):
+        monkeypatch.delenv(name, raising=False)
+    assert paths.REPO_ROOT == Path(__file__).resolve().parents[1]  # the tests run from a clone
+    assert paths.data_dir() == paths.REPO_ROOT / "data"
+    assert paths.SAMPLE_ROOT == paths.REPO_ROOT / "minimaskrcnn" / "data" / "coco_sample"  # package data
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert paths.user_cache_dir() == tmp_path / "home" / ".cache" / "minimaskrcnn"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert paths.user_cache_dir() == tmp_path / "xdg" / "minimaskrcnn"
+    monkeypatch.setattr(paths, "REPO_ROOT", None)  # an installed package
+    assert paths.data_dir() == tmp_path / "xdg" / "minimaskrcnn"
+    assert paths.download_root() == tmp_path / "xdg" / "minimaskrcnn" / "coco"
+    monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / "mine"))
+    assert paths.data_dir() == tmp_path / "mine" and paths.download_root() == tmp_path / "mine" / "coco"
+    monkeypatch.setattr(paths, "REPO_ROOT", tmp_path / "clone")
+    assert paths.data_dir() == tmp_path / "mine"  # the variable wins in a clone too
+
+
+def test_a_clone_is_told_from_an_installed_package(tmp_path):
+    """site-packages (no pyproject.toml), another project's clone, and this project's clone (with .git, a
+    worktree's .git file, or only its Makefile, as in a source archive)."""
+    for name in ("site-packages", "other", "git", "worktree", "archive", "bare"):
+        (tmp_path / name / "minimaskrcnn").mkdir(parents=True)
+    ours, theirs = '[project]\nname = "minimaskrcnn"\n', '[project]\nname = "someone-else"\n'
+    for name, pyproject in (("other", theirs), ("git", ours), ("worktree", ours), ("archive", ours), ("bare", ours)):
+        (tmp_path / name / "pyproject.toml").write_text(pyproject)
+    (tmp_path / "other" / ".git").mkdir()
+    (tmp_path / "git" / ".git").mkdir()
+    (tmp_path / "worktree" / ".git").write_text("gitdir: /somewhere/.git/worktrees/x\n")
+    (tmp_path / "archive" / "Makefile").write_text("test:\n")
+    found = {name: paths.clone_root(tmp_path / name / "minimaskrcnn") for name in
+             ("site-packages", "other", "git", "worktree", "archive", "bare")}
+    assert found == {"site-packages": None, "other": None, "git": tmp_path / "git",
+                     "worktree": tmp_path / "worktree", "archive": tmp_path / "archive", "bare": None}
+
+
 def test_coco_root_precedence(monkeypatch, tmp_path):
     monkeypatch.delenv(paths.COCO_ENV, raising=False)
-    monkeypatch.setattr(paths, "DATA_DIR", tmp_path / "data")
+    monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / "data"))
     assert paths.coco_root() == paths.SAMPLE_ROOT  # a fresh clone: the shipped sample ...
     assert paths.coco_root_problems(paths.SAMPLE_ROOT) == []
     assert paths.download_root() == tmp_path / "data" / "coco"  # a download never goes into the sample
@@ -191,10 +231,82 @@ def test_degenerate_box_is_dropped_with_a_warning(tmp_path):
             {"id": 22, "image_id": 1, "category_id": 3, "bbox": [5, 5, 10, 10], "segmentation": [square(5, 5, 10)],
              "area": 100, "iscrowd": 0}]
     write_coco(tmp_path, annotations=anns)
-    with pytest.warns(UserWarning, match=r"left out 1 training targets \(1 with a box under 1 pixel"):
+    with pytest.warns(UserWarning, match=r"left out 1 annotations \(1 with a box under 1 pixel inside the image\) "
+                                         r"of the training targets; the evaluation ground truth keeps them all"):
         ds = CocoDataset(tmp_path, split="val")
     assert ds.load_target(0)["boxes"].tolist() == [[5, 5, 15, 15]]
     assert 21 in ds.coco.anns  # still part of the evaluation ground truth
+
+
+# ---------------------------------------------------------------- EXIF orientation
+
+def phone_photo(path, displayed: np.ndarray, orientation: int):
+    """Save `displayed` (H, W, 3) as a camera does: the pixels as the sensor saw them, and an EXIF orientation
+    tag saying how to turn them for display (6: a quarter turn clockwise, 8: counter-clockwise, 3: half a turn)."""
+    from PIL import ImageOps
+
+    undo = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}
+    stored = Image.fromarray(displayed).transpose(undo[orientation])
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored.save(path, quality=95, exif=exif)
+    assert np.abs(np.asarray(ImageOps.exif_transpose(Image.open(path)), dtype=int) - displayed).max() < 40
+
+
+def object_photo(h, w):
+    """A dark photo with a bright 12x12 object at x, y = 4..15 (as displayed), and its polygon."""
+    displayed = np.full((h, w, 3), 20, dtype=np.uint8)
+    displayed[4:16, 4:16] = 230
+    return displayed, [4, 4, 16, 4, 16, 16, 4, 16]
+
+
+@pytest.mark.parametrize("orientation", [6, 8, 3])
+def test_a_phone_photo_annotated_as_displayed_gets_masks_on_the_object(tmp_path, orientation):
+    """A square photo: its size cannot tell the frames apart, and without the orientation the mask missed the
+    object entirely (overlap 0.0)."""
+    displayed, poly = object_photo(40, 40)
+    (tmp_path / "val").mkdir()
+    phone_photo(tmp_path / "val" / "phone.jpg", displayed, orientation)
+    data = {"images": [{"id": 1, "file_name": "phone.jpg", "height": 40, "width": 40}],
+            "categories": [{"id": 1, "name": "thing"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 4, 12, 12], "area": 144,
+                             "segmentation": [poly], "iscrowd": 0}]}
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "annotations" / "instances_val.json").write_text(json.dumps(data))
+    image, target = CocoDataset(tmp_path, split="val")[0]
+    bright = image.mean(0) > 0.5
+    mask = target["masks"][0].bool()
+    assert (mask & bright).sum() / mask.sum() > 0.95 and (mask & bright).sum() / bright.sum() > 0.95
+
+
+def test_image_sizes_are_checked_as_displayed_before_any_image_is_decoded(tmp_path, monkeypatch):
+    """A turned phone photo whose JSON gives its size as displayed reads; one whose JSON gives the stored size,
+    and a plain photo of another size, are named in one error when the dataset is built, not at the step that
+    loads them; nothing is decoded for the check (Pillow reads the header)."""
+    displayed, _ = object_photo(60, 40)
+    (tmp_path / "val").mkdir()
+    phone_photo(tmp_path / "val" / "turned.jpg", displayed, 6)  # stored 60 wide, 40 high
+    phone_photo(tmp_path / "val" / "wrong.jpg", displayed, 8)
+    Image.fromarray(displayed).save(tmp_path / "val" / "plain.png")
+    images = [("turned.jpg", 60, 40), ("wrong.jpg", 40, 60), ("plain.png", 50, 40)]  # (name, height, width)
+    data = {"images": [{"id": i, "file_name": n, "height": h, "width": w} for i, (n, h, w) in enumerate(images)],
+            "categories": [{"id": 1, "name": "thing"}], "annotations": []}
+    (tmp_path / "annotations").mkdir()
+    ann_file = tmp_path / "annotations" / "instances_val.json"
+    ann_file.write_text(json.dumps(data))
+    monkeypatch.setattr(Image.Image, "load", lambda self: pytest.fail("an image was decoded"))
+    with pytest.raises(ValueError) as e:
+        CocoDataset(tmp_path, split="val")
+    assert str(e.value) == (
+        f"2 image file(s) do not match {ann_file}: {tmp_path / 'val' / 'wrong.jpg'} is 40x60 (w x h) once turned "
+        f"by its EXIF orientation 8, the JSON says 60x40; {tmp_path / 'val' / 'plain.png'} is 40x60 (w x h), the "
+        f"JSON says 40x50. Fix the files or the JSON's width and height")
+    monkeypatch.undo()
+    data["images"] = data["images"][:1]
+    ann_file.write_text(json.dumps(data))
+    image, _ = CocoDataset(tmp_path, split="val")[0]
+    assert image.shape == (3, 60, 40)  # as displayed
+    assert np.abs(image.permute(1, 2, 0).numpy() * 255 - displayed).max() < 40
 
 
 # ---------------------------------------------------------------- bad input
@@ -233,6 +345,16 @@ def test_unknown_category_names_annotation_and_category(tmp_path):
     assert unchanged(ann_file, before)
 
 
+def test_duplicate_category_names_are_refused_in_one_line(tmp_path):
+    """Two classes named the same would make predictions name different classes the same."""
+    cats = [{"id": 3, "name": "cat"}, {"id": 7, "name": "dog"}, {"id": 8, "name": "cat"}, {"id": 9, "name": "dog"}]
+    ann_file = write_coco(tmp_path, categories=cats, annotations=[])
+    with pytest.raises(ValueError) as e:
+        CocoDataset(tmp_path, split="val")
+    assert str(e.value) == (f"{ann_file}: duplicate category names 'cat' (ids 3, 8), 'dog' (ids 7, 9); each class "
+                            f"needs a name of its own")
+
+
 def test_invalid_shapes_are_dropped_and_counted_in_one_warning(tmp_path):
     nan = float("nan")
     ann = dict(image_id=1, category_id=3, bbox=[10, 5, 20, 20], iscrowd=0)
@@ -250,12 +372,25 @@ def test_invalid_shapes_are_dropped_and_counted_in_one_warning(tmp_path):
     assert [str(w.message).split(": left out ")[1] for w in caught] == [
         "4 polygons (1 with fewer than 3 points, 1 with NaN or infinite coordinates, 1 of zero area, "
         "1 with an odd number of coordinates), 5 annotations (4 with no valid polygon left, "
-        "1 with a NaN or infinite bbox)"]
-    assert sorted(ds.coco.anns) == [41, 47]  # gone from the evaluation ground truth too
-    assert ds.coco.anns[41]["segmentation"] == [square(10, 5, 20)] and ds.coco.anns[41]["area"] == 400
+        "1 with a NaN or infinite bbox) of the training targets; the evaluation ground truth is the file as given, "
+        "but for what pycocotools cannot read: 3 polygons (3 with fewer than 3 points or NaN or infinite "
+        "coordinates), 4 annotations (3 with no polygon left, kept with an empty mask, 1 with a NaN or infinite "
+        "bbox, left out)"]
     target = ds.load_target(0)
     assert target["labels"].tolist() == [1, 2]
     assert np.array_equal(target["masks"][0].numpy(), _box_mask(40, 60, 10, 5, 20))
+    # the evaluation ground truth: all but the NaN box (pycocotools scores it IoU 1 with any box); the polygons
+    # pycocotools cannot read (it raises, or hangs on NaN) are left out of their annotation, which stays
+    given = {a["id"]: a for a in anns}
+    assert sorted(ds.coco.anns) == [41, 42, 43, 44, 45, 47]
+    assert ds.coco.anns[41]["segmentation"] == [square(10, 5, 20)] and ds.coco.anns[41]["area"] == 400
+    assert ds.coco.anns[44]["segmentation"] == given[44]["segmentation"] and ds.coco.anns[44]["area"] == 0
+    for empty in (42, 43, 45):
+        assert ds.coco.anns[empty]["area"] == 0 and ds.coco.annToMask(ds.coco.anns[empty]).sum() == 0
+    from minimaskrcnn.evaluation import detections_to_coco, evaluate_coco
+    det = {**target, "scores": torch.ones(2), "masks": target["masks"].float()}
+    metrics = evaluate_coco(ds.coco, detections_to_coco([det], [1], ds.label_to_cat_id))  # pycocotools reads it
+    assert metrics["segm"]["AR100"] == pytest.approx((1 / 5 + 1 / 1) / 2)  # 1 of 5 cats and the dog, at every IoU
 
 
 @pytest.mark.parametrize("change, message", [
@@ -321,8 +456,10 @@ def test_corrupt_jpeg_is_named(tmp_path):
     write_coco(tmp_path)
     path = tmp_path / "val" / "a.jpg"
     data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])  # truncated
     ds = CocoDataset(tmp_path, split="val")
+    path.write_bytes(data[: len(data) // 2])  # truncated after the dataset was built
+    with pytest.raises(ValueError, match=r"1 image file\(s\) do not match .*: .*val/a\.jpg cannot be read"):
+        CocoDataset(tmp_path, split="val")  # a dataset built now refuses it at once
     with pytest.raises(ValueError, match=r"cannot decode image file .*val/a\.jpg"):
         ds[0]
     path.write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")

@@ -465,3 +465,90 @@ def test_subset_errors(tmp_path, full):
                     out_images_dir=tmp_path / "imgs")
     assert not (tmp_path / "x.json").exists() and not (tmp_path / "imgs").exists()  # nothing half-written
     assert ann_file.read_bytes() == before
+
+
+def source_root(tmp_path):
+    """A COCO root holding val2017 (five images) and its annotations; returns (root, {path: bytes} of every file)."""
+    data, files = build_coco()
+    root = tmp_path / "src"
+    (root / "val2017").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    for name, b in files.items():
+        (root / "val2017" / name).write_bytes(b)
+    (root / "annotations" / "instances_val2017.json").write_text(json.dumps(data))
+    return root, {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("layout", ["image folder linked", "inside the source", "the source itself"])
+def test_a_subset_never_writes_into_or_deletes_from_its_source(tmp_path, layout, capsys):
+    """DST/val2017 a symlink to the source images (a common way to save disk) deleted a source image; a
+    destination that is the source, or inside it, is refused in one line before anything is written."""
+    root, before = source_root(tmp_path)
+    dst = {"image folder linked": tmp_path / "dst", "inside the source": root / "small",
+           "the source itself": root}[layout]
+    if layout == "image folder linked":
+        dst.mkdir()
+        (dst / "val2017").symlink_to(root / "val2017", target_is_directory=True)
+    argv = ["download", "--data", str(root), "--split", "val2017", "--subset", str(dst), "--num-images", "2"]
+    for link in ("copy", "symlink", "hardlink"):
+        assert cli.main(argv + ["--link", link]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: --subset ") and err.count("\n") == 1 and "source" in err, err
+        assert {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()} == before  # nothing lost
+        assert not (dst / "annotations").exists() or layout == "the source itself"
+
+
+def test_a_subset_writes_only_new_files(tmp_path, full):
+    """A second subset into the same folder keeps what is there: the files it shares with the first are the
+    same images (kept as they are); a different file of the same name is refused before anything is written."""
+    ann_file, _ = full
+    images, out_images = ann_file.parent / "val2017", tmp_path / "small" / "val2017"
+    for link in ("symlink", "hardlink", "copy"):
+        make_subset(ann_file, tmp_path / "small" / "a.json", num_images=3, seed=1, images_dir=images,
+                    out_images_dir=out_images, link=link)
+    assert all((out_images / p.name).is_symlink() for p in out_images.iterdir())  # the first run's links stay
+    mine = out_images / sorted(p.name for p in out_images.iterdir())[0]
+    mine.unlink()
+    mine.write_bytes(b"a file of my own")
+    with pytest.raises(ValueError, match=f"{mine}.* differs from .*{mine.name}"):
+        make_subset(ann_file, tmp_path / "small" / "b.json", images_dir=images, out_images_dir=out_images)
+    assert mine.read_bytes() == b"a file of my own" and not (tmp_path / "small" / "b.json").exists()
+    assert all((images / p.name).is_file() for p in out_images.iterdir())
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--subset", "{dst}", "--num-images", "0"], "--num-images must be an integer >= 1; got 0"),
+    (["--subset", "{dst}", "--num-images", "-3"], "--num-images must be an integer >= 1; got -3"),
+    (["--num-images", "2"], "--num-images chooses the images of a subset: add --subset ROOT"),
+    (["--categories", "dog", "--num-images", "1"], "--num-images and --categories choose the images of a subset"),
+    (["--subset", "{dst}", "--categories", ""], "--categories holds an empty name: ['']"),
+    (["--subset", ""], "--subset is empty"),
+    (["--timeout", "0"], "--timeout must be a number of seconds > 0; got 0"),
+    (["--base-url", " "], "--base-url is empty"),
+])
+def test_download_flags_that_are_zero_or_empty_are_refused_in_one_line(tmp_path, server, flags, says, capsys):
+    """Refused before any request (today --num-images without --subset was ignored and COCO fetched, --subset ''
+    wrote into the current folder, --timeout 0 failed on the socket with 'Operation now in progress')."""
+    root, before = source_root(tmp_path)
+    (root / "val2017" / "000000000001.jpg").unlink()  # an incomplete source: a download would start
+    argv = ["download", "--data", str(root), "--split", "val2017", "--no-verify"]
+    argv += [f.format(dst=tmp_path / "dst") for f in flags]
+    argv += [] if "--base-url" in flags else ["--base-url", server.url]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {says}") and err.count("\n") == 1, err
+    assert server.log == [] and not (tmp_path / "dst").exists()
+
+
+def test_make_subset_refuses_an_image_folder_that_is_its_source(tmp_path, full):
+    """The Python API's own guard: out_images_dir resolving into images_dir (a symlink) is refused, nothing written."""
+    ann_file, _ = full
+    images = ann_file.parent / "val2017"
+    before = {p.name: p.read_bytes() for p in images.iterdir()}
+    (tmp_path / "small").mkdir()
+    (tmp_path / "small" / "val2017").symlink_to(images, target_is_directory=True)
+    for out_images in (tmp_path / "small" / "val2017", images / "sub"):
+        with pytest.raises(ValueError, match=r"out_images_dir .* is the source image folder .* or inside it"):
+            make_subset(ann_file, tmp_path / "small" / "s.json", num_images=2, images_dir=images,
+                        out_images_dir=out_images)
+    assert {p.name: p.read_bytes() for p in images.iterdir()} == before and not (tmp_path / "small" / "s.json").exists()

@@ -1,7 +1,9 @@
 """Your own dataset: a CVAT-style COCO export (one JSON, one image folder) built here, trained on through the
 command line and the Python API; the checkpoint remembers the data, so `evaluate` and `train --resume` reuse it."""
 import json
+import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,8 +102,9 @@ def test_train_evaluate_and_resume_on_an_export_through_the_cli(export, tmp_path
         # evaluate with no data flags scores the run's own held-out set, not the synthetic shapes
         assert cli.main(["evaluate", "--checkpoint", str(run / "last.pt"), "--device", "cpu"]) == 0
         out = capsys.readouterr().out
-        assert f"results: {run / 'results_instances_default.json'}" in out
-        results = json.loads((run / "results_instances_default.json").read_text())
+        written = re.search(r"^results: (.*)$", out, re.M).group(1)  # its own name: results of another
+        assert re.fullmatch(re.escape(str(run)) + r"/results_instances_default_[0-9a-f]{8}\.json", written)
+        results = json.loads(Path(written).read_text())  # instances_default.json would not replace it
         assert {r["image_id"] for r in results} <= set(range(1, 9)) and {r["category_id"] for r in results} <= {1, 2}
 
         # resume continues on the same data from the recorded paths, to the end of the schedule
@@ -128,7 +131,7 @@ def test_a_checkpoint_trained_through_the_python_api_records_its_data(export, tm
     capsys.readouterr()
     with pytest.warns(UserWarning, match=r"instances_default.json: left out 1 annotations"):  # the same export
         assert cli.main(["evaluate", "--checkpoint", str(tmp_path / "api" / "last.pt"), "--device", "cpu"]) == 0
-    assert "results_instances_default.json" in capsys.readouterr().out
+    assert re.search(r"results_instances_default_[0-9a-f]{8}\.json", capsys.readouterr().out)
 
 
 def test_flags_that_go_together(export, tmp_path, capsys):
@@ -143,6 +146,21 @@ def test_flags_that_go_together(export, tmp_path, capsys):
     assert err.count("\n") == 1 and "nowhere" in err and "does not exist" in err
 
 
+def test_an_image_whose_size_differs_from_the_json_is_named_before_training_starts(export, tmp_path, capsys):
+    """It was reported only at the step that loaded it, after the steps before it had run."""
+    ann_file, images = export
+    wrong = sorted(images.rglob("*.jpg"))[-1]
+    Image.open(wrong).resize((SIZE, SIZE + 8)).save(wrong)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        assert cli.main(["train", "--annotations", str(ann_file), "--images", str(images), "--iters", "3",
+                         "--out", str(tmp_path / "run"), *CPU_SMALL_96]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: 1 image file(s) do not match {ann_file}: {wrong} is {SIZE}x{SIZE + 8} (w x h), the "
+                   f"JSON says {SIZE}x{SIZE}. Fix the files or the JSON's width and height\n")
+    assert not (tmp_path / "run" / "last.pt").exists() and not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_corrupt_image_met_mid_training_saves_a_checkpoint_then_stops(export, tmp_path, capsys, workers):
     """One line naming the file, also from a DataLoader worker; the steps before it are kept and resume."""
@@ -153,7 +171,7 @@ def test_a_corrupt_image_met_mid_training_saves_a_checkpoint_then_stops(export, 
     order = [i for _, i in ResumableSampler(train_set, seed=0)]  # the seeded shuffle of epoch 0
     victim = train_set.image_path(order[4])  # the first image of step 3 (batches of 2)
     good = victim.read_bytes()
-    victim.write_bytes(good[:200])  # truncated, as by an interrupted copy
+    victim.write_bytes(good[:len(good) // 2])  # truncated past its header (an unreadable header: refused up front)
     run = tmp_path / "run"
     argv = ["train", "--annotations", str(ann_file), "--images", str(images), "--iters", "5", "--ckpt-every", "100",
             "--seed", "0", "--out", str(run), *CPU_SMALL_96[:-1], str(workers)]

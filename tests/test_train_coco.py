@@ -45,7 +45,7 @@ def test_short_run_overfits_real_coco_images(coco_root, tmp_path):
     assert [s for s, _ in evals] == [ITERS // 2, ITERS]
     assert losses[-1] < 0.5 * losses[0]
     (_, half), (_, end) = evals
-    # measured on data/coco_sample: AP 0.031 (box) / 0.005 (mask) at step 75, 0.22 / 0.079 at step 150
+    # measured on the shipped sample: AP 0.031 (box) / 0.005 (mask) at step 75, 0.22 / 0.079 at step 150
     # (200 steps reach 0.33 / 0.18, at a third more of the suite's slowest test)
     assert end["bbox"]["AP"] > 0.15 and end["segm"]["AP"] > 0.05, end
     for kind in ("bbox", "segm"):

@@ -6,7 +6,7 @@
     python -m minimaskrcnn train --resume runs/train/last.pt         # continue exactly where it stopped
     python -m minimaskrcnn evaluate --checkpoint runs/train/last.pt --split val2017
     python -m minimaskrcnn predict --checkpoint runs/demo/last.pt photo.jpg --out predictions
-    python -m minimaskrcnn download --split val2017                  # official COCO into data/coco
+    python -m minimaskrcnn download --split val2017                  # official COCO (where: paths.py)
 
 One file per command in this folder, each with `add_arguments(parser)` and `run(args)`; this file builds the
 parser from them and turns errors into exit statuses. Bad input (a missing file, a corrupt checkpoint, a NaN

@@ -7,6 +7,8 @@ import sys
 from ..ablation.report import markdown_table
 from ..ablation.run import run_study, write_results
 from ..ablation.studies import ABLATION_ITERS, STUDIES, get_study
+from ..devices import check_device_name
+from .flags import check_flag, check_not_empty
 
 
 def add_arguments(p) -> None:
@@ -21,11 +23,27 @@ def add_arguments(p) -> None:
                                                            "runs' logs (the stored studies: benchmarks/ablations)")
 
 
+def check_arguments(args) -> None:
+    """The flags that can be 0, negative, empty or repeated, as one-line errors before any run starts."""
+    check_device_name("--device", args.device)
+    check_flag("--jobs", args.jobs, 1)
+    if args.iters is not None:  # 0 used to mean the default (900 steps), silently
+        check_flag("--iters", args.iters, 1)
+    for seed in args.seeds:
+        check_flag("--seeds", seed, 0)
+    repeated = sorted({s for s in args.seeds if args.seeds.count(s) > 1})
+    if repeated:  # one run, written to one folder, would count as several, with a spread of zero
+        raise ValueError(f"--seeds repeats {', '.join(map(str, repeated))}: each seed is one run; give distinct "
+                         f"seeds (e.g. --seeds 0 1 2)")
+    check_not_empty("--out", args.out, "the folder for the study's results")
+
+
 def run(args) -> None:
     if args.list or not args.study:
         for study in STUDIES.values():
             print(f"{study.name:14s} {study.title}: {', '.join(v.label for v in study.variants)}")
         return
+    check_arguments(args)
     names = list(STUDIES) if args.study == "all" else [get_study(args.study).name]
     command = "python -m minimaskrcnn " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["ablate"] else ""
     for name in names:

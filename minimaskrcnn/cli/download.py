@@ -9,7 +9,8 @@ from .. import paths
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--data", default=None, help="COCO root (default: $MINIMASKRCNN_COCO or <repo>/data/coco)")
+    p.add_argument("--data", default=None, help="COCO root (default: $MINIMASKRCNN_COCO, else data/coco in a clone, "
+                                                 "else $MINIMASKRCNN_HOME/coco or ~/.cache/minimaskrcnn/coco)")
     p.add_argument("--split", nargs="+", default=["train2017", "val2017"], help="splits to fetch")
     p.add_argument("--base-url", default=None, help="a mirror of http://images.cocodataset.org (same folders)")
     p.add_argument("--checksum", action="append", default=[], metavar="NAME=ALGO:HEX",
@@ -25,10 +26,38 @@ def add_arguments(p) -> None:
     p.add_argument("--link", default="copy", choices=["copy", "symlink", "hardlink"], help="subset: image files")
 
 
+def check_arguments(args, root: Path) -> None:
+    """The flags that can be 0 or empty, and a --subset that would write into its source, as one-line errors
+    before anything is fetched or written."""
+    from ..data.subset import check_outside_source
+
+    if args.timeout <= 0:
+        raise ValueError(f"--timeout must be a number of seconds > 0; got {args.timeout:g}")
+    if args.base_url is not None and not args.base_url.strip():
+        raise ValueError("--base-url is empty: name a mirror of http://images.cocodataset.org, or leave the flag out")
+    if args.subset is None:
+        given = [flag for flag, value in (("--num-images", args.num_images), ("--categories", args.categories))
+                 if value is not None]
+        if given:
+            raise ValueError(f"{' and '.join(given)} choose{'s' if len(given) == 1 else ''} the images of a "
+                             f"subset: add --subset ROOT")
+        return
+    if not args.subset.strip():
+        raise ValueError("--subset is empty: name the folder of the subset COCO root")
+    if args.num_images is not None and args.num_images < 1:
+        raise ValueError(f"--num-images must be an integer >= 1; got {args.num_images}")
+    if args.categories is not None and not all(name.strip() for name in args.categories):
+        raise ValueError(f"--categories holds an empty name: {args.categories}")
+    check_outside_source(args.subset, root, "--subset ", "the source")
+    for folder in ("annotations", *args.split):  # each may be a symlink into the source (DST/val2017 -> its val2017)
+        check_outside_source(Path(args.subset) / folder, root, f"--subset {args.subset}: ", "the source")
+
+
 def run(args) -> None:
     from ..data import download, subset
 
-    root = paths.download_root(args.data)  # data/coco by default: never into the shipped sample
+    root = paths.download_root(args.data)  # never into the shipped sample, nor beside an installed package
+    check_arguments(args, root)
     if args.subset is None or paths.coco_root_problems(root, args.split):
         names = download.archive_urls(args.split)
         checksums = dict(download.KNOWN_MD5)

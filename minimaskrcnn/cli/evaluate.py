@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .. import paths
 from ..devices import check_device_name
-from .flags import add_model_flags
+from .flags import add_model_flags, check_flag, model_flags_in_flag_terms
 
 
 def add_arguments(p) -> None:
@@ -18,8 +18,21 @@ def add_arguments(p) -> None:
                                                  "checkpoint's run used)")
     p.add_argument("--split", default="val2017", help="COCO split of --data (default: val2017)")
     p.add_argument("--num-images", type=int, default=200, help="held-out synthetic images (--data shapes)")
-    p.add_argument("--out", default=None, help="results JSON (default: next to the checkpoint)")
+    p.add_argument("--out", default=None, help="results JSON (default: results_<JSON name>_<path hash>.json next to "
+                                               "the checkpoint)")
     add_model_flags(p)
+
+
+def default_results_name(dataset) -> str:
+    """results_<JSON name>_<8 hex digits of its absolute path>.json: two files that share a name (instances.json in
+    two folders) get results files of their own, where the second used to replace the first; evaluating the same
+    file again gives the same name. Synthetic shapes: results_shapes_<images>.json."""
+    import hashlib
+
+    if not hasattr(dataset, "ann_file"):
+        return f"results_shapes_{len(dataset)}.json"
+    where = hashlib.sha256(str(Path(dataset.ann_file).resolve()).encode()).hexdigest()[:8]
+    return f"results_{Path(dataset.ann_file).stem}_{where}.json"
 
 
 def run(args) -> None:
@@ -28,8 +41,14 @@ def run(args) -> None:
     from ..predict import model_from_checkpoint
 
     check_device_name("--device", args.device)
+    check_flag("--batch-size", args.batch_size, 1)
+    check_flag("--num-images", args.num_images, 1)
     start = time.perf_counter()
-    model, state = model_from_checkpoint(args.checkpoint, args.device, min_size=args.min_size, max_size=args.max_size)
+    try:
+        model, state = model_from_checkpoint(args.checkpoint, args.device, min_size=args.min_size,
+                                             max_size=args.max_size)
+    except ValueError as e:
+        raise model_flags_in_flag_terms(e) from e
     dataset = evaluation_set(state, args.checkpoint, args.annotations, args.images, args.data, args.split,
                              args.num_images)
     trained_names = state.get("class_names")
@@ -37,8 +56,7 @@ def run(args) -> None:
         raise ValueError(f"checkpoint {args.checkpoint} was trained on {model.config.num_classes - 1} classes "
                          f"{(trained_names or [])[1:6]}..., the dataset {dataset} has {dataset.num_classes - 1} "
                          f"{dataset.class_names[1:6]}...")
-    name = Path(dataset.ann_file).stem if hasattr(dataset, "ann_file") else "shapes"
-    out = Path(args.out) if args.out else Path(args.checkpoint).with_name(f"results_{name}.json")
+    out = Path(args.out) if args.out else Path(args.checkpoint).with_name(default_results_name(dataset))
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; name the results file, e.g. {out / 'results.json'}")
     paths.writable_folder(out.parent)  # before the inference, whose results would be lost

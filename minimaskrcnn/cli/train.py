@@ -10,7 +10,7 @@ TRAIN_FLAGS = {
     "--config": ("config", str, "model preset: cpu_small, r50_fpn, r50_c4 (default: cpu_small for "
                                 "--data shapes, else r50_fpn)"),
     "--data": ("data", str, "COCO root folder, or 'shapes' for the synthetic data (default: $MINIMASKRCNN_COCO, "
-                            "else <repo>/data/coco, else the sample <repo>/data/coco_sample)"),
+                            "else the downloaded COCO (data/coco in a clone, see paths.py), else the shipped sample)"),
     "--annotations": ("annotations", str, "your own data: a COCO-format JSON (CVAT, Labelme, Roboflow export); "
                                           "replaces --data and --split"),
     "--images": ("images", str, "the image folder of --annotations (file_name is relative to it)"),

@@ -3,17 +3,20 @@
 Two kinds of problems, treated differently, as detectron2 and mmdetection do:
 
 - **Structural errors** fail at once, with a message naming the file and the field, image or annotation id: not
-  a JSON object, a missing key, an id, height or width that is not an integer, a duplicate id, an annotation
-  whose image or category does not exist, a bbox that is not [x, y, w, h], a segmentation that is neither a list
-  of polygons nor an RLE of its image's size. Nothing sensible can be trained from such a file.
-- **Invalid shapes** are dropped and counted, because exports are full of them: polygons with fewer than 3
-  points, an odd number of coordinates, NaN or infinite coordinates or zero area; then annotations with no valid
-  polygon left (CVAT writes rectangles as `"segmentation": []`) or a NaN bbox. One warning counts them all
-  (`CocoDataset` gives it), instead of rejecting a file of 10,000 images for one bad click.
+  a JSON object, a missing key, an id, height or width that is not an integer, a duplicate id or category name,
+  an annotation whose image or category does not exist, a bbox that is not [x, y, w, h], a segmentation that is
+  neither a list of polygons nor an RLE of its image's size. Nothing sensible can be trained from such a file.
+- **Invalid shapes** are dropped from the training targets and counted, because exports are full of them:
+  polygons with fewer than 3 points, an odd number of coordinates, NaN or infinite coordinates or zero area; then
+  annotations with no valid polygon left (CVAT writes rectangles as `"segmentation": []`) or a NaN bbox. One
+  warning counts them all (`CocoDataset` gives it), instead of rejecting a file of 10,000 images for one bad click.
 
-What exports leave out is filled in: `iscrowd` (0) and `area` (the mask's pixel count, as in the official files),
-which pycocotools' evaluation reads. Category ids may be anything (0-based, 1-based, with gaps); `CocoDataset`
-maps them to contiguous labels.
+The **evaluation ground truth** is another matter: it is the file as given (`ground_truth_dict`), as pycocotools'
+COCOeval reads it and detectron2's COCOEvaluator scores against it. A zero-area polygon there is an object no
+mask can hit (a miss), a crowd region of any size is an ignore region. Only what pycocotools cannot read is
+changed (see `ground_truth_dict`), and what exports leave out is filled in: `iscrowd` (0) and
+`area` (the mask's pixel count, as in the official files), which COCOeval reads. Category ids may be anything
+(0-based, 1-based, with gaps); `CocoDataset` maps them to contiguous labels.
 """
 from __future__ import annotations
 
@@ -100,6 +103,7 @@ def validate_coco_dict(data, source: str) -> None:
     cat_ids = {c["id"] for c in data["categories"]}
     if len(cat_ids) != len(data["categories"]):
         raise ValueError(f"{source}: duplicate category ids in 'categories'")
+    check_category_names(data["categories"], source)
     ann_ids = set()
     for ann in data["annotations"]:
         aid = ann["id"]
@@ -116,6 +120,18 @@ def validate_coco_dict(data, source: str) -> None:
             raise ValueError(f"{source}: annotation {aid} has bbox {bbox!r}, expected [x, y, w, h]")
         img = images[ann["image_id"]]
         _check_segmentation(ann["segmentation"], aid, (img["height"], img["width"]), source)
+
+
+def check_category_names(categories: list[dict], source: str) -> None:
+    """ValueError naming the file and the names when two categories share a name: a model's predictions would
+    then name different classes the same, and nothing downstream could tell them apart."""
+    ids = collections.defaultdict(list)
+    for c in categories:
+        ids[c["name"]].append(c["id"])
+    shared = {name: found for name, found in ids.items() if len(found) > 1}
+    if shared:
+        listed = ", ".join(f"{name!r} (ids {', '.join(map(str, found))})" for name, found in shared.items())
+        raise ValueError(f"{source}: duplicate category names {listed}; each class needs a name of its own")
 
 
 def _check_segmentation(segm, aid, size_hw, source: str) -> None:
@@ -150,10 +166,12 @@ def polygon_problem(poly: list, h: int, w: int) -> str | None:
 
 
 def clean_coco_dict(data: dict) -> collections.Counter:
-    """Drop what cannot be trained on (module docstring), in place, and fill in `iscrowd` and `area`.
+    """Drop what cannot be trained on (module docstring) from data["annotations"], and fill in `iscrowd` and `area`.
 
-    Expects a dict that passed `validate_coco_dict`. Returns what was dropped, as a Counter of (what, why)
-    pairs, e.g. ("polygons", "with fewer than 3 points"): 2 (`describe_dropped` puts it in words)."""
+    Expects a dict that passed `validate_coco_dict`. The list is replaced; the annotation dicts in it are never
+    changed (a changed one is a copy), so a `ground_truth_dict` of the same data keeps the file as given.
+    Returns what was dropped, as a Counter of (what, why) pairs, e.g. ("polygons", "with fewer than 3 points"): 2
+    (`describe_dropped` puts it in words)."""
     dropped = collections.Counter()
     images = {img["id"]: img for img in data["images"]}
     kept = []
@@ -174,13 +192,50 @@ def clean_coco_dict(data: dict) -> collections.Counter:
             if not polygons:
                 dropped["annotations", "with no valid polygon left"] += 1
                 continue
-            ann["segmentation"] = polygons
-        ann.setdefault("iscrowd", 0)
-        if "area" not in ann:  # the mask's pixel count, as in the official files
-            ann["area"] = float(mask_utils.area(to_rle(ann["segmentation"], h, w)))
-        kept.append(ann)
+            if len(polygons) != len(ann["segmentation"]):
+                ann = dict(ann, segmentation=polygons)
+        kept.append(_filled_in(ann, h, w))
     data["annotations"] = kept
     return dropped
+
+
+def _filled_in(ann: dict, h: int, w: int) -> dict:
+    """The annotation with `iscrowd` (0) and `area` (its mask's pixel count, as in the official files) where an
+    export left them out (a copy then; else the dict itself)."""
+    if "iscrowd" in ann and "area" in ann:
+        return ann
+    area = float(mask_utils.area(to_rle(ann["segmentation"], h, w)))
+    return {"iscrowd": 0, "area": area, **ann}
+
+
+def ground_truth_dict(data: dict) -> tuple[dict, collections.Counter]:
+    """The evaluation ground truth of a checked COCO dict: the file as given, every annotation, crowd regions and
+    zero-area polygons included. Returns (the new dict, what was changed as a Counter like clean_coco_dict's).
+
+    Only what pycocotools cannot read is changed (it raises, crashes or hangs on these, or scores them at random):
+    - polygons of fewer than 3 points (no pixel inside, as pycocotools rasterizes any degenerate polygon) or with
+      NaN or infinite coordinates are left out of their annotation; an annotation left with no polygon (CVAT's
+      rectangles, `"segmentation": []`) gets an empty mask: an object for box AP, a miss for mask AP;
+    - annotations whose bbox holds NaN or infinity are left out (pycocotools gives them IoU 1 with any box).
+    `iscrowd` and `area` are filled in where missing. `data` is not changed."""
+    changed = collections.Counter()
+    images = {img["id"]: img for img in data["images"]}
+    kept = []
+    for ann in data["annotations"]:
+        h, w = images[ann["image_id"]]["height"], images[ann["image_id"]]["width"]
+        if not all(math.isfinite(v) for v in ann["bbox"]):
+            changed["annotations", "with a NaN or infinite bbox, left out"] += 1
+            continue
+        segm = ann["segmentation"]
+        if isinstance(segm, list):
+            readable = [p for p in segm if len(p) >= 6 and all(math.isfinite(v) for v in p)]
+            changed["polygons", "with fewer than 3 points or NaN or infinite coordinates"] += len(segm) - len(readable)
+            if not readable:
+                changed["annotations", "with no polygon left, kept with an empty mask"] += 1
+            if len(readable) != len(segm) or not readable:
+                ann = dict(ann, segmentation=readable or {"size": [h, w], "counts": [h * w]})  # RLE: all zeros
+        kept.append(_filled_in(ann, h, w))
+    return {**data, "annotations": kept}, +changed
 
 
 def describe_dropped(counts: collections.Counter) -> str:

@@ -238,8 +238,8 @@ def _reuse(archive: Path, url: str, expected: str | None, verify: bool) -> str:
 def download_coco(root=None, splits=("train2017", "val2017"), base_url: str = COCO_URL, checksums=None,
                   verify: bool = True, keep_archives: bool = False, progress: bool = True,
                   timeout: float = 60.0) -> dict[str, str]:
-    """Fetch, verify and extract the COCO archives of `splits` into root (None: `paths.download_root()`,
-    data/coco unless MINIMASKRCNN_COCO says otherwise; never the shipped sample).
+    """Fetch, verify and extract the COCO archives of `splits` into root (None: `paths.download_root()`: data/coco
+    in a clone, else the user's data folder, unless MINIMASKRCNN_COCO says otherwise; never the shipped sample).
 
     Afterwards root has the layout CocoDataset reads: root/annotations/instances_{split}.json, root/{split}/.
     base_url: the official server or a mirror with the same folders (zips/, annotations/).

@@ -8,9 +8,15 @@
 The result is a consistent COCO file: only the chosen images, only their annotations (of the chosen
 categories, crowd ones included, since evaluation needs them), and the categories list. A subset by count
 alone keeps the full categories list, so its labels (and a model trained on it) match the full dataset's.
+
+Nothing of the source is ever replaced or deleted: the destination image folder may not be the source's or
+inside it once symlinks are followed (`out_images_dir` a symlink to `images_dir` is a common way to save disk),
+and only new files are written; an image already at its destination (from an earlier subset: the same file,
+a link to it, or a copy with the same bytes) is kept as it is.
 """
 from __future__ import annotations
 
+import filecmp
 import json
 import os
 import shutil
@@ -38,6 +44,28 @@ def _category_ids(data: dict, categories, source: str) -> set[int]:
     return chosen
 
 
+def check_outside_source(dst, source, what: str, source_name: str) -> None:
+    """ValueError unless the folder `dst` lies outside the folder `source`, symlinks followed (neither needs to
+    exist yet): a destination that is the source, or inside it, would write into (or delete from) the source.
+    `what` starts the message, e.g. "out_images_dir "."""
+    real_dst, real_source = Path(dst).resolve(), Path(source).resolve()
+    if real_dst == real_source or real_dst.is_relative_to(real_source):
+        followed = f" (it resolves to {real_dst})" if real_dst != Path(dst).absolute() else ""
+        raise ValueError(f"{what}{dst}{followed} is {source_name} {source} or inside it: a subset never writes "
+                         f"into its source; choose a folder outside it")
+
+
+def _already_there(src: Path, dst: Path) -> bool:
+    """True when dst is src already (the same file, or a link to it) or a copy with the same bytes; False when dst
+    is free. ValueError when it is another file: a subset writes only new files."""
+    if not dst.exists() and not dst.is_symlink():
+        return False
+    if dst.is_file() and (os.path.samefile(src, dst) or filecmp.cmp(src, dst, shallow=False)):
+        return True
+    raise ValueError(f"{dst} exists and differs from {src}: a subset writes only new files; move it away or "
+                     f"choose another folder")
+
+
 def make_subset(ann_file, out_file, num_images: int | None = None, categories=None, seed: int = 0,
                 images_dir=None, out_images_dir=None, link: str = "copy") -> dict:
     """Write a COCO subset of ann_file to out_file; returns {"out_file", "images", "annotations", "categories"}.
@@ -46,7 +74,8 @@ def make_subset(ann_file, out_file, num_images: int | None = None, categories=No
     categories: names (or ids) to keep; images then need at least one non-crowd instance of them.
         None keeps every category and every image (negatives included).
     images_dir / out_images_dir: also copy the chosen image files ("copy", "symlink" or "hardlink").
-    Nothing is written unless every check passes (all source images present, out_file != ann_file).
+    Nothing is written unless every check passes (all source images present, out_file != ann_file, the
+    destination folder outside the source's, no other file where an image goes).
     """
     ann_file, out_file = Path(ann_file), Path(out_file)
     if out_file.resolve() == ann_file.resolve():
@@ -77,26 +106,26 @@ def make_subset(ann_file, out_file, num_images: int | None = None, categories=No
 
     copies = []
     if images_dir is not None:
+        check_outside_source(out_images_dir, images_dir, "out_images_dir ", "the source image folder")
         copies = [(Path(images_dir) / img["file_name"], Path(out_images_dir) / img["file_name"]) for img in eligible]
         missing = [str(src) for src, _ in copies if not src.is_file()]
         if missing:
             raise FileNotFoundError(f"{len(missing)} image file(s) of the subset are missing, e.g. {missing[:3]}")
+        copies = [(src, dst) for src, dst in copies if not _already_there(src, dst)]
 
     subset = {key: value for key, value in data.items() if key not in ("images", "annotations", "categories")}
     subset.update(images=eligible, annotations=[a for a in anns if a["image_id"] in image_ids], categories=cats)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_file.with_name(out_file.name + ".tmp")
-    tmp.write_text(json.dumps(subset))
-    tmp.replace(out_file)  # atomic: a reader never sees half a file
     for src, dst in copies:
         dst.parent.mkdir(parents=True, exist_ok=True)
-        if dst.exists() or dst.is_symlink():
-            dst.unlink()
         if link == "symlink":
             dst.symlink_to(src.resolve())
         elif link == "hardlink":
             os.link(src, dst)
         else:
             shutil.copy2(src, dst)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_file.with_name(out_file.name + ".tmp")
+    tmp.write_text(json.dumps(subset))
+    tmp.replace(out_file)  # atomic, and last: a reader never sees half a file, nor a file listing missing images
     return {"out_file": out_file, "images": len(eligible), "annotations": len(subset["annotations"]),
             "categories": len(cats)}

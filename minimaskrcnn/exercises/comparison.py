@@ -120,7 +120,7 @@ def default_model(checkpoint=None):
     from .. import paths
     from ..checkpoint import build_model_from_checkpoint
 
-    runs = paths.REPO_ROOT / "runs"
+    runs = paths.runs_dir()
     for path in [checkpoint] if checkpoint else [runs / "demo" / "last.pt", runs / "notebooks" / "05_train_on_shapes"
                                                   / "last.pt"]:
         if checkpoint or path.exists():
@@ -129,7 +129,7 @@ def default_model(checkpoint=None):
                 raise ValueError(f"checkpoint {path} has {model.config.num_classes} classes; the in-model comparison "
                                  f"runs on the synthetic shapes (4 classes: a cpu_small model, e.g. make demo's)")
             steps = state.get("progress", {}).get("step", "?")
-            shown = path if checkpoint else Path(path).relative_to(paths.REPO_ROOT)
+            shown = path if checkpoint else Path(path).relative_to(runs.parent)
             return model.eval(), f"{shown}, {steps} training steps"
     return quick_model(), f"no checkpoint found: a cpu_small model, seed 0, trained {QUICK_STEPS} steps"
 
