@@ -5,14 +5,18 @@ Two kinds of problems, treated differently, as detectron2 and mmdetection do:
 - **Structural errors** fail at once, with a message naming the file and the field, image or annotation id: not
   a JSON object, a missing key, an id, height or width that is not an integer, a duplicate id, an annotation
   whose image or category does not exist, a bbox that is not [x, y, w, h], a segmentation that is neither a list
-  of polygons nor an RLE of its image's size. Nothing sensible can be trained from such a file.
+  of polygons nor an RLE of its image's size; and for keypoints (person_keypoints_*.json, Sec. 5): categories
+  that name different numbers of keypoints, an annotation whose keypoints are not 3 numbers (x, y, v) for each
+  of its category's keypoint names, a visibility v outside 0-2, a `num_keypoints` that disagrees with the
+  list. Nothing sensible can be trained from such a file.
 - **Invalid shapes** are dropped and counted, because exports are full of them: polygons with fewer than 3
   points, an odd number of coordinates, NaN or infinite coordinates or zero area; then annotations with no valid
   polygon left (CVAT writes rectangles as `"segmentation": []`) or a NaN bbox. One warning counts them all
   (`CocoDataset` gives it), instead of rejecting a file of 10,000 images for one bad click.
 
 What exports leave out is filled in: `iscrowd` (0) and `area` (the mask's pixel count, as in the official files),
-which pycocotools' evaluation reads. Category ids may be anything (0-based, 1-based, with gaps); `CocoDataset`
+which pycocotools' evaluation reads; for a category with keypoint names, `keypoints` (all unlabelled) and
+`num_keypoints` (the labelled ones). Category ids may be anything (0-based, 1-based, with gaps); `CocoDataset`
 maps them to contiguous labels.
 """
 from __future__ import annotations
@@ -100,6 +104,7 @@ def validate_coco_dict(data, source: str) -> None:
     cat_ids = {c["id"] for c in data["categories"]}
     if len(cat_ids) != len(data["categories"]):
         raise ValueError(f"{source}: duplicate category ids in 'categories'")
+    num_keypoints = keypoint_count(data, source)
     ann_ids = set()
     for ann in data["annotations"]:
         aid = ann["id"]
@@ -116,6 +121,47 @@ def validate_coco_dict(data, source: str) -> None:
             raise ValueError(f"{source}: annotation {aid} has bbox {bbox!r}, expected [x, y, w, h]")
         img = images[ann["image_id"]]
         _check_segmentation(ann["segmentation"], aid, (img["height"], img["width"]), source)
+        if "keypoints" in ann:
+            _check_keypoints(ann, num_keypoints, source)
+
+
+def keypoint_count(data: dict, source: str) -> int:
+    """K, the number of keypoint names the categories give (0 when none does); ValueError naming `source` when
+    they give different numbers (a dataset has one keypoint layout) or the names are not a list of strings."""
+    counts = {}
+    for c in data["categories"]:
+        names = c.get("keypoints")
+        if names is None:
+            continue
+        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            raise ValueError(f"{source}: category {c['id']} has keypoints {str(names)[:60]}; expected a list of names")
+        counts[c["id"]] = len(names)
+    if len(set(counts.values())) > 1:
+        raise ValueError(f"{source}: categories name different numbers of keypoints {counts}: a dataset has one "
+                         f"keypoint layout")
+    return next(iter(counts.values()), 0)
+
+
+def _check_keypoints(ann: dict, num_keypoints: int, source: str) -> None:
+    """[x1, y1, v1, ...]: 3 finite numbers per keypoint name, each v in 0-2, and num_keypoints (when given) the
+    count of labelled ones (v > 0)."""
+    aid, kp = ann["id"], ann["keypoints"]
+    if not num_keypoints:
+        raise ValueError(f"{source}: annotation {aid} has keypoints but no category names any ('keypoints' in "
+                         f"categories)")
+    if not (isinstance(kp, list) and len(kp) == 3 * num_keypoints and
+            all(_is_number(v) and math.isfinite(v) for v in kp)):
+        what = f"{len(kp)} values" if isinstance(kp, list) else type(kp).__name__
+        raise ValueError(f"{source}: annotation {aid} has keypoints of {what}; expected {3 * num_keypoints} "
+                         f"numbers, (x, y, v) for each of the {num_keypoints} keypoint names")
+    bad = [v for v in kp[2::3] if v not in (0, 1, 2)]
+    if bad:
+        raise ValueError(f"{source}: annotation {aid} has keypoint visibility {bad[0]!r}; v must be 0 (not labelled), "
+                         f"1 (labelled, hidden) or 2 (labelled, visible)")
+    labelled = sum(v > 0 for v in kp[2::3])
+    if "num_keypoints" in ann and ann["num_keypoints"] != labelled:
+        raise ValueError(f"{source}: annotation {aid} has num_keypoints {ann['num_keypoints']!r} but {labelled} "
+                         f"labelled keypoints (v > 0) in its list")
 
 
 def _check_segmentation(segm, aid, size_hw, source: str) -> None:
@@ -156,6 +202,8 @@ def clean_coco_dict(data: dict) -> collections.Counter:
     pairs, e.g. ("polygons", "with fewer than 3 points"): 2 (`describe_dropped` puts it in words)."""
     dropped = collections.Counter()
     images = {img["id"]: img for img in data["images"]}
+    num_keypoints = keypoint_count(data, "")
+    keypoint_cats = {c["id"] for c in data["categories"] if c.get("keypoints") is not None}
     kept = []
     for ann in data["annotations"]:
         img = images[ann["image_id"]]
@@ -178,6 +226,10 @@ def clean_coco_dict(data: dict) -> collections.Counter:
         ann.setdefault("iscrowd", 0)
         if "area" not in ann:  # the mask's pixel count, as in the official files
             ann["area"] = float(mask_utils.area(to_rle(ann["segmentation"], h, w)))
+        if ann["category_id"] in keypoint_cats and "keypoints" not in ann:  # none labelled
+            ann["keypoints"] = [0] * (3 * num_keypoints)
+        if "keypoints" in ann and "num_keypoints" not in ann:  # pycocotools ignores people with none labelled
+            ann["num_keypoints"] = sum(v > 0 for v in ann["keypoints"][2::3])
         kept.append(ann)
     data["annotations"] = kept
     return dropped
