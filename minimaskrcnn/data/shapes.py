@@ -79,6 +79,22 @@ def shape_keypoints(label: int, cx: float, cy: float, size: float) -> np.ndarray
     return np.array(points[label], dtype=np.float64)
 
 
+def instance_keypoints(shape: tuple, above: list, image_size: int) -> np.ndarray:
+    """(11, 3) float32 keypoints (x, y, v) of one shape (label, cx, cy, size), its own class's slots filled: v = 2,
+    or 1 where a shape of `above` (each (label, cx, cy, size)) covers the point, or 0 (and x = y = 0) outside
+    the image_size x image_size image. The other slots are (0, 0, 0), not labelled."""
+    points = shape_keypoints(*shape)  # (n, 2)
+    px, py = points[:, 0], points[:, 1]
+    hidden = np.zeros(len(points), dtype=bool)
+    for other in above:
+        hidden |= shape_mask(*other, px, py)
+    inside = (px >= 0) & (px <= image_size) & (py >= 0) & (py <= image_size)
+    v = np.where(inside, np.where(hidden, 1, 2), 0)
+    out = np.zeros((len(KEYPOINT_NAMES), 3), dtype=np.float32)
+    out[SLOTS[shape[0]]] = np.stack([px * (v > 0), py * (v > 0), v], axis=1)
+    return out
+
+
 def _pick_colour(rng, avoid: list[np.ndarray], min_dist: float = 0.35, tries: int = 30) -> np.ndarray:
     """An RGB colour in [0, 1]^3 at least min_dist from every colour in `avoid` (the best of `tries`)."""
     best, best_d = None, -1.0
@@ -161,7 +177,7 @@ class ShapesDataset:
         for label, colour, mask, shape in zip(labels[::-1], colours[::-1], masks[::-1], geometry[::-1]):
             visible = mask & ~covered
             if visible.sum() >= max(self.min_visible * mask.sum(), 1):
-                kept.append((label, colour, visible, self._keypoints(shape, above)))
+                kept.append((label, colour, visible, instance_keypoints(shape, above, s)))
                 covered |= mask
                 above.append(shape)
         kept.reverse()  # bottom first, the painting order
@@ -176,20 +192,6 @@ class ShapesDataset:
         out_masks = np.stack([m for _, _, m, _ in kept]) if kept else np.zeros((0, s, s), dtype=bool)
         keypoints = np.stack([k for *_, k in kept]) if kept else np.zeros((0, len(KEYPOINT_NAMES), 3), np.float32)
         return image, out_masks, np.array([lab for lab, *_ in kept], dtype=np.int64), keypoints
-
-    def _keypoints(self, shape: tuple, above: list) -> np.ndarray:
-        """(11, 3) float32 keypoints of one shape (label, cx, cy, size), its own class's slots filled: v = 2, or 1
-        where a shape of `above` covers the point, or 0 (and x = y = 0) outside the image."""
-        points = shape_keypoints(*shape)  # (n, 2)
-        px, py = points[:, 0], points[:, 1]
-        hidden = np.zeros(len(points), dtype=bool)
-        for other in above:
-            hidden |= shape_mask(*other, px, py)
-        inside = (px >= 0) & (px <= self.image_size) & (py >= 0) & (py <= self.image_size)
-        v = np.where(inside, np.where(hidden, 1, 2), 0)
-        out = np.zeros((len(KEYPOINT_NAMES), 3), dtype=np.float32)
-        out[SLOTS[shape[0]]] = np.stack([px * (v > 0), py * (v > 0), v], axis=1)
-        return out
 
     def load_image(self, index: int) -> np.ndarray:
         """(S, S, 3) uint8 RGB."""
