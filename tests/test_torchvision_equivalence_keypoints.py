@@ -16,7 +16,7 @@ import torch
 import torchvision
 
 from minimaskrcnn.config import keypoint_r50_fpn
-from minimaskrcnn.convert import convert_torchvision_maskrcnn, load_torchvision_keypointrcnn
+from minimaskrcnn.convert import convert_torchvision_maskrcnn, keypoint_coco_config, load_torchvision_keypointrcnn
 from minimaskrcnn.model import MaskRCNN
 from test_torchvision_equivalence import TOL, randomize, run_both, tied_order
 
@@ -64,6 +64,19 @@ def test_conversion_is_strict_and_complete(models):
     assert {k for k in converted if not k.endswith("num_batches_tracked")} == set(ours.state_dict())
     assert ours.roi_heads.mask_head is None and len(ours.roi_heads.keypoint_head.convs) == 8
     assert "roi_heads.keypoint_head.convs.7.weight" in converted  # torchvision's module 14
+
+
+def test_the_coco_v1_config_and_a_wrong_number_of_keypoints(models):
+    """keypoint_coco_config: keypoint_r50_fpn with torchvision's eps 0 of COCO_V1; 5 keypoints do not fit 17."""
+    tv, _ = models
+    cfg = keypoint_coco_config()
+    assert cfg.backbone.frozen_bn_eps == 0.0
+    assert dataclasses.replace(cfg, backbone=keypoint_r50_fpn().backbone) == keypoint_r50_fpn()
+    load_torchvision_keypointrcnn(MaskRCNN(cfg), tv.state_dict())
+    five = dataclasses.replace(cfg, roi_heads=dataclasses.replace(cfg.roi_heads, num_keypoints=5))
+    with pytest.raises(ValueError, match=r"keypointrcnn_resnet50_fpn does not fit MaskRCNN:\n.*shape mismatches: "
+                                         r"roi_heads.keypoint_predictor.kps_score_lowres.weight: got \(512, 17, 4, 4\)"):
+        load_torchvision_keypointrcnn(MaskRCNN(five), tv.state_dict())
 
 
 def test_rpn_and_proposals(runs):
