@@ -253,3 +253,15 @@ def test_table_and_summary_line_with_keypoints():
     table = format_table(metrics).splitlines()
     assert table[1].split() == ["box"] + ["80.0"] * 6
     assert table[2].split() == ["keypoint", "65.5", "65.5", "65.5", "-", "65.5", "65.5"]  # no APs for keypoints
+
+
+def test_a_checkpoint_record_rebuilds_the_keypoint_shapes():
+    from minimaskrcnn.config import to_dict
+    from minimaskrcnn.data.sources import describe, evaluation_set, rebuild
+
+    record = describe(ShapesDataset(5, 48, seed=2, keypoints=True))
+    assert record == {"kind": "shapes", "num_images": 5, "image_size": 48, "seed": 2, "keypoints": True}
+    assert rebuild(record).num_keypoints == 11 and "keypoints" not in describe(ShapesDataset(5, 48))
+    state = {"model_config": to_dict(cpu_small_keypoints()), "train_config": {"image_size": 48, "data_seed": 2}}
+    assert evaluation_set(state, "x.pt", data="shapes", num_images=3).num_keypoints == 11  # held out, seed 3
+    assert evaluation_set({}, "x.pt", data="shapes", num_images=3).num_keypoints == 0

@@ -56,8 +56,10 @@ def evaluation_set(state: dict, checkpoint, annotations=None, images=None, data=
     if annotations is not None:
         return CocoDataset(ann_file=annotations, image_dir=images)
     trained = state.get("train_config") or {}
-    if data == "shapes":
-        return ShapesDataset(num_images, trained.get("image_size", 128), seed=trained.get("data_seed", 0) + 1)
+    if data == "shapes":  # with keypoints when the checkpoint's model predicts them
+        keypoints = bool(((state.get("model_config") or {}).get("roi_heads") or {}).get("num_keypoints"))
+        return ShapesDataset(num_images, trained.get("image_size", 128), seed=trained.get("data_seed", 0) + 1,
+                             keypoints=keypoints)
     if data is not None:
         return CocoDataset(paths.coco_root(data), split)
     record = (state.get("data") or {}).get("val")
