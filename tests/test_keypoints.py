@@ -171,6 +171,21 @@ def test_model_targets_and_loss_names():
     assert tuple(losses) == loss_names(no_masks)
 
 
+def test_cpu_autocast_bf16_gives_float32_keypoint_loss_and_keypoints():
+    torch.manual_seed(0)
+    model = MaskRCNN(cpu_small_keypoints())
+    images, targets = collate([ShapesDataset(2, 64, seed=1, keypoints=True)[i] for i in range(2)])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(images, targets).losses["loss_keypoint"]
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    model.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model.roi_heads.box_predictor.cls_score.bias[1:] = 3.0  # detections from a random model
+        (d, _) = model(images).detections
+    assert d["keypoints"].shape[0] > 0 and d["keypoints"].dtype == d["keypoint_scores"].dtype == torch.float32
+    assert ((d["keypoints"][..., :2] >= 0) & (d["keypoints"][..., :2] <= 64)).all()  # in the original image
+
+
 def test_keypoints_are_resized_in_and_out_like_torchvision():
     g = torch.Generator().manual_seed(0)
     images = [torch.rand(3, 150, 200, generator=g), torch.rand(3, 170, 130, generator=g)]
