@@ -7,6 +7,7 @@ fixes a value, that value in a comment. Presets:
   `maskrcnn_resnet50_fpn`, so its weights load (see `convert.py`).
 - `r50_c4()`: the paper's ResNet-50-C4 (stage-4 features at stride 16, res5 as the RoI head).
 - `cpu_small()`: a small from-scratch model sized for the synthetic shapes on a laptop CPU.
+- `keypoint_r50_fpn()` (torchvision's `keypointrcnn_resnet50_fpn`), `cpu_small_keypoints()`: keypoints, Sec. 5.
 
 `get_config(name)` looks a preset up by name (used by the CLI).
 
@@ -44,11 +45,8 @@ def check_number(owner: str, name: str, value, low=None, high=None, integer: boo
     if ok and high is not None:
         ok = value < high if high_open else value <= high
     if not ok:
-        bounds = []
-        if low is not None:
-            bounds.append(f"{'>' if low_open else '>='} {low}")
-        if high is not None:
-            bounds.append(f"{'<' if high_open else '<='} {high}")
+        bounds = [f"{sign} {v}" for sign, v in ((">" if low_open else ">=", low), ("<" if high_open else "<=", high))
+                  if v is not None]
         raise ValueError(f"{owner}.{name} must be {'an integer' if integer else 'a number'}"
                          f"{' ' + ' and '.join(bounds) if bounds else ''}; got {value!r}")
 
@@ -157,6 +155,13 @@ class RoIHeadsConfig:
     mask_head_convs: int = 4  # number of 3x3 convs; paper (FPN): 4
     mask_loss: str = "sigmoid"  # "sigmoid" (per-class binary) or "softmax" (multinomial, Table 2b)
     class_agnostic_masks: bool = False  # one mask for all classes (Sec. 4.2: "nearly as effective")
+    mask_branch: bool = True  # False: no mask branch (a keypoint-only model, as Table 4's and torchvision's)
+
+    # keypoint branch (Sec. 5): one m x m heatmap per keypoint type, m = 4 x pool size (deconv, then 2x bilinear)
+    num_keypoints: int = 0  # K keypoint types; 0: no keypoint branch. COCO people: 17
+    keypoint_pool_size: int = 14  # RoI feature size of the keypoint branch; paper: 14x14 (-> 56x56 heatmaps)
+    keypoint_head_channels: int = 512  # channels of its 3x3 convs; paper: 512
+    keypoint_head_convs: int = 8  # number of 3x3 convs; paper: 8
 
     # inference (Sec. 3.1, "Inference")
     score_thresh: float = 0.05  # detections with a lower class probability are dropped
@@ -171,8 +176,8 @@ class RoIHeadsConfig:
         check_choice(own, "pool_mode", self.pool_mode, POOL_MODES)
         check_choice(own, "mask_head", self.mask_head, MASK_HEADS)
         check_choice(own, "mask_loss", self.mask_loss, MASK_LOSSES)
-        check_choice(own, "aligned", self.aligned, (False, True))
-        check_choice(own, "class_agnostic_masks", self.class_agnostic_masks, (False, True))
+        for name in ("aligned", "class_agnostic_masks", "mask_branch"):
+            check_choice(own, name, getattr(self, name), (False, True))
         if self.mask_loss == "softmax" and self.class_agnostic_masks:
             raise ValueError(f"{own}: mask_loss='softmax' needs a mask per class (class_agnostic_masks=False): "
                              f"the multinomial loss makes the classes compete for each pixel")
@@ -181,9 +186,10 @@ class RoIHeadsConfig:
         if not all(isinstance(name, str) for name in self.pool_levels):
             raise ValueError(f"{own}.pool_levels must name feature maps, e.g. ('p4',); got {self.pool_levels!r}")
         for name in ("box_pool_size", "mask_pool_size", "batch_size_per_image", "box_head_dim",
-                     "mask_head_channels", "detections_per_img"):
+                     "mask_head_channels", "detections_per_img", "keypoint_pool_size", "keypoint_head_channels"):
             check_number(own, name, getattr(self, name), 1, integer=True)
-        check_number(own, "mask_head_convs", self.mask_head_convs, 0, integer=True)
+        for name in ("mask_head_convs", "num_keypoints", "keypoint_head_convs"):
+            check_number(own, name, getattr(self, name), 0, integer=True)
         for name in ("fg_iou_thresh", "bg_iou_thresh", "positive_fraction", "score_thresh", "nms_thresh",
                      "mask_threshold"):
             check_fraction(own, name, getattr(self, name))
@@ -274,11 +280,24 @@ def cpu_small(num_classes: int = 4) -> ModelConfig:
     )
 
 
-PRESETS = {"r50_fpn": r50_fpn, "r50_c4": r50_c4, "cpu_small": cpu_small}
+def keypoint_r50_fpn(num_classes: int = 2) -> ModelConfig:
+    """torchvision's keypointrcnn_resnet50_fpn (Sec. 5): R50-FPN, people and background, 17 COCO keypoints, no masks;
+    all else r50_fpn's (torchvision trains at a shorter side drawn from 640..800 pixels, tests at 800: here 800)."""
+    return dataclasses.replace(r50_fpn(num_classes), roi_heads=RoIHeadsConfig(num_keypoints=17, mask_branch=False))
+
+
+def cpu_small_keypoints(num_classes: int = 4) -> ModelConfig:
+    """cpu_small and a keypoint branch for `ShapesDataset(keypoints=True)` (11 types), 4 convs of 64 channels."""
+    cfg = cpu_small(num_classes)
+    heads = dataclasses.replace(cfg.roi_heads, num_keypoints=11, keypoint_head_channels=64, keypoint_head_convs=4)
+    return dataclasses.replace(cfg, roi_heads=heads)
+
+
+PRESETS = {f.__name__: f for f in (r50_fpn, r50_c4, cpu_small, keypoint_r50_fpn, cpu_small_keypoints)}
 
 
 def get_config(name: str, num_classes: int | None = None) -> ModelConfig:
-    """The preset called `name` ("r50_fpn", "r50_c4", "cpu_small"), optionally with another class count."""
+    """The preset called `name` (a key of PRESETS), optionally with another class count."""
     if name not in PRESETS:
         raise ValueError(f"unknown model preset {name!r}; choose one of {', '.join(map(repr, PRESETS))}")
     return PRESETS[name]() if num_classes is None else PRESETS[name](num_classes)

@@ -21,8 +21,9 @@ BatchNorm keys (weight, bias, running_mean, running_var) are the same for BatchN
 FrozenBatchNorm2d. "num_batches_tracked" (present when torchvision built plain BatchNorm2d) is kept:
 a "bn" model loads it and FrozenBatchNorm2d ignores it.
 
-The Mask R-CNN heads (RPN, box and mask heads) are converted in the second part of this file; the
-third loads into a whole model: `load_torchvision_maskrcnn(model, sd)` (a COCO checkpoint) and
+The Mask R-CNN heads (RPN, box, mask and keypoint heads) are converted in the second part of this file; the
+third loads into a whole model: `load_torchvision_maskrcnn(model, sd)` (a COCO checkpoint),
+`load_torchvision_keypointrcnn(model, sd)` (torchvision's keypointrcnn_resnet50_fpn, Sec. 5) and
 `load_imagenet_resnet(model, sd)` (an ImageNet ResNet into the FPN or C4 model's backbone).
 """
 from __future__ import annotations
@@ -127,17 +128,25 @@ def convert_torchvision_fpn_backbone(state_dict: dict, prefix: str = "backbone."
 #     roi_heads.box_predictor.cls_score / bbox_pred      same names
 #     roi_heads.mask_head.i.0.{w,b}                      roi_heads.mask_head.convs.i.{w,b}  (older: mask_fcn{i+1})
 #     roi_heads.mask_predictor.conv5_mask / mask_fcn_logits   same names
+#
+#   torchvision keypointrcnn_resnet50_fpn (no mask head)  ours: MaskRCNN(config.keypoint_r50_fpn())
+#     backbone.*, rpn.*, roi_heads.box_*                  as above
+#     roi_heads.keypoint_head.{2i}.{w,b}                  roi_heads.keypoint_head.convs.i.{w,b}  (3x3; a Sequential
+#                                                         whose odd modules are the ReLUs)
+#     roi_heads.keypoint_predictor.kps_score_lowres       same name
 
 _HEAD_RULES = [
     (re.compile(r"^rpn\.head\.conv\.(?:0\.0\.)?(weight|bias)$"), r"rpn.head.conv.\1"),
     (re.compile(r"^roi_heads\.mask_head\.(\d+)\.0\.(weight|bias)$"), r"roi_heads.mask_head.convs.\1.\2"),
 ]
 _OLD_MASK_FCN = re.compile(r"^roi_heads\.mask_head\.mask_fcn(\d+)\.(weight|bias)$")
+_KEYPOINT_CONV = re.compile(r"^roi_heads\.keypoint_head\.(\d+)\.(weight|bias)$")
 
 
 def convert_torchvision_maskrcnn(state_dict: dict) -> dict[str, torch.Tensor]:
     """torchvision `maskrcnn_resnet50_fpn` state_dict (e.g. its COCO checkpoint) -> our `MaskRCNN`'s
-    with the r50_fpn config (same num_classes). Load with `load_state_dict_strict`.
+    with the r50_fpn config (same num_classes); a `keypointrcnn_resnet50_fpn` state_dict -> our `MaskRCNN`'s
+    with the keypoint_r50_fpn config. Load with `load_state_dict_strict`.
 
     Keys that match no rule are kept as they are, so that the strict loader reports them.
     """
@@ -148,6 +157,9 @@ def convert_torchvision_maskrcnn(state_dict: dict) -> dict[str, torch.Tensor]:
         old = _OLD_MASK_FCN.match(key)
         if old:  # torchvision < 0.13 numbered the mask convs from 1
             key = f"roi_heads.mask_head.convs.{int(old.group(1)) - 1}.{old.group(2)}"
+        conv = _KEYPOINT_CONV.match(key)
+        if conv:  # conv i is module 2i of torchvision's Sequential (conv, ReLU, conv, ReLU, ...)
+            key = f"roi_heads.keypoint_head.convs.{int(conv.group(1)) // 2}.{conv.group(2)}"
         for pattern, ours in _HEAD_RULES:
             key = pattern.sub(ours, key)
         out[key] = value
@@ -165,11 +177,23 @@ def coco_config(num_classes: int = 91):
     then overwrites it with 0.0 when it loads the COCO_V1 weights (`overwrite_eps` in
     torchvision/models/detection/mask_rcnn.py); with 1e-5 the same weights give boxes up to half a pixel
     and scores 0.005 apart, and visibly different masks."""
-    import dataclasses
-
     from .config import r50_fpn
 
-    cfg = r50_fpn(num_classes)
+    return _eps_zero(r50_fpn(num_classes))
+
+
+def keypoint_coco_config(num_classes: int = 2):
+    """The config that runs torchvision's COCO-trained `keypointrcnn_resnet50_fpn` weights (COCO_V1) as torchvision
+    does: `config.keypoint_r50_fpn` with the frozen BatchNorm's eps at 0.0 (`overwrite_eps` again, see coco_config;
+    torchvision does not overwrite it for the older COCO_LEGACY weights)."""
+    from .config import keypoint_r50_fpn
+
+    return _eps_zero(keypoint_r50_fpn(num_classes))
+
+
+def _eps_zero(cfg):
+    import dataclasses
+
     return dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, frozen_bn_eps=0.0))
 
 
@@ -179,6 +203,13 @@ def load_torchvision_maskrcnn(model: nn.Module, state_dict: dict) -> None:
     `coco_config()`, whose frozen BN has torchvision's eps of 0). Strict: ValueError lists what does
     not fit (for instance a different num_classes shows as shape mismatches of the predictors)."""
     load_state_dict_strict(model, convert_torchvision_maskrcnn(state_dict), "torchvision maskrcnn_resnet50_fpn")
+
+
+def load_torchvision_keypointrcnn(model: nn.Module, state_dict: dict) -> None:
+    """Load a torchvision `keypointrcnn_resnet50_fpn` state_dict (its COCO checkpoints: 2 classes, 17 keypoints)
+    into our `MaskRCNN` built from `config.keypoint_r50_fpn(num_classes)` (COCO_V1 weights: `keypoint_coco_config()`).
+    Strict, as load_torchvision_maskrcnn: another number of keypoints shows as a shape mismatch of the predictor."""
+    load_state_dict_strict(model, convert_torchvision_maskrcnn(state_dict), "torchvision keypointrcnn_resnet50_fpn")
 
 
 def load_imagenet_resnet(model: nn.Module, state_dict: dict) -> None:

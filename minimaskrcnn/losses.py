@@ -12,12 +12,15 @@ Normalizations follow torchvision / Detectron, so that the numbers are comparabl
 - L_mask: "sigmoid" (the paper's): per-pixel binary cross-entropy on the ground-truth class's mask
   only, mean over pixels and positive RoIs; masks of other classes get no gradient (Sec. 3: "no
   competition among classes"). "softmax": the multinomial ablation of Table 2b, see `mask_loss`.
+- L_keypoint (Sec. 5, when the model has a keypoint branch): cross-entropy over the m^2 positions of each
+  visible keypoint's heatmap, mean over the visible keypoints of the batch (`keypoint_loss`).
 
 Every loss is computed in float32, also when the network runs under autocast (bf16 / fp16).
 
 Shape glossary:
   S: sampled anchors (all images); P: positive anchors or RoIs; R: sampled RoIs (all images)
   K: classes including background; C: mask channels (K, or 1 if class-agnostic); M: mask size (28)
+  Kp: keypoint types; m: heatmap size (56)
 """
 from __future__ import annotations
 
@@ -88,3 +91,19 @@ def mask_loss(mask_logits: torch.Tensor, labels: torch.Tensor, targets: torch.Te
     channel = labels if mask_logits.shape[1] > 1 else torch.zeros_like(labels)
     logits = mask_logits[torch.arange(labels.numel(), device=labels.device), channel]  # (P, M, M)
     return F.binary_cross_entropy_with_logits(logits.float(), targets.float())
+
+
+def keypoint_loss(heatmaps: torch.Tensor, cells: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """L_keypoint over the positive RoIs (Sec. 5): "for each visible ground-truth keypoint, we minimize the
+    cross-entropy loss over an m^2-way softmax output".
+
+    heatmaps: (P, Kp, m, m) logits; cells: (P, Kp) int64 index y * m + x of each keypoint's cell;
+    valid: (P, Kp) bool, the keypoints that are targets (visible and inside their RoI,
+    `keypoint_head.keypoint_targets`). Returns the mean cross-entropy over the valid keypoints: each
+    counts once, whichever RoI and image it is in. Without any (no positive RoI, or no visible keypoint
+    inside one) the loss is 0, connected to the heatmaps as `mask_loss` is.
+    """
+    if not bool(valid.any()):
+        return heatmaps.sum() * 0.0
+    logits = heatmaps.flatten(start_dim=2)  # (P, Kp, m, m) -> (P, Kp, m*m)
+    return F.cross_entropy(logits[valid].float(), cells[valid])  # (V, m*m) scores of the V valid keypoints

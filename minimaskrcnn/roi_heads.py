@@ -1,4 +1,4 @@
-"""The second stage: box and mask branches on each RoI (Sec. 3 and Sec. 3.1).
+"""The second stage: box, mask and keypoint branches on each RoI (Sec. 3, Sec. 3.1 and Sec. 5).
 
 Training (Sec. 3.1, "Training"; no gradient through the targets):
   1. the ground-truth boxes join the proposals, so every object has at least one perfect RoI;
@@ -8,15 +8,20 @@ Training (Sec. 3.1, "Training"; no gradient through the targets):
   4. box targets: the matched ground-truth box encoded on the RoI with weights (10, 10, 5, 5);
   5. mask targets: the matched ground-truth mask cropped to each positive RoI and resized to M x M
      with RoIAlign ("the intersection between an RoI and its associated ground-truth mask").
-  L_mask is defined on positive RoIs only.
+  L_mask is defined on positive RoIs only;
+  6. keypoint targets (when the model has the keypoint branch, Sec. 5): each visible keypoint of the matched
+     ground truth as a cell of the m x m grid over each positive RoI (`keypoint_head.py`).
 
 Inference (Sec. 3.1, "Inference"): softmax class scores, class-specific boxes decoded and clipped,
 scores <= 0.05 and empty boxes dropped, NMS at 0.5 per class, the top 100 kept; then the mask branch
-runs on those detections only ("fewer, more accurate RoIs") and the predicted class's mask is taken.
+runs on those detections only ("fewer, more accurate RoIs") and the predicted class's mask is taken; so does
+the keypoint branch, whose heatmaps give each detection K keypoints. The mask branch can be switched off
+(RoIHeadsConfig.mask_branch: a keypoint-only model), the keypoint branch on (RoIHeadsConfig.num_keypoints).
 
 Shape glossary:
   N: images; P: proposals of an image; G: ground-truth objects of an image; R: sampled RoIs
   K: classes including background; D: detections of an image; M: mask size (28 FPN, 14 C4)
+  Kp: keypoint types; m: heatmap size (56)
 """
 from __future__ import annotations
 
@@ -28,7 +33,8 @@ from torch import nn
 
 from .box_head import BoxPredictor, C4BoxHead, FPNBoxHead
 from .config import RoIHeadsConfig
-from .losses import fast_rcnn_loss, mask_loss
+from .keypoint_head import build_keypoint_branch, heatmaps_to_keypoints, keypoint_targets
+from .losses import fast_rcnn_loss, keypoint_loss, mask_loss
 from .mask_head import build_mask_branch
 from .ops import batched_nms, box_iou, clip_boxes, decode_boxes, encode_boxes, remove_small_boxes, roi_align_matrix
 from .poolers import pool_rois, roi_feature_strides
@@ -134,9 +140,11 @@ class RoIHeads(nn.Module):
     """forward(features, proposals, image_sizes, targets=None) -> (detections or None, losses).
 
     features: backbone maps by name; proposals: per image (P, 4) in the padded batch's pixels;
-    image_sizes: (h, w) of each image; targets: per image "boxes", "labels", "masks" in that frame.
-    Losses whenever targets are given; detections (with "masks" (D, M, M) probabilities) in eval mode.
-    `res5` (build_res5_head) makes the C4 heads; without it the FPN heads are built.
+    image_sizes: (h, w) of each image; targets: per image "boxes", "labels", "masks" (with the mask branch),
+    "keypoints" (G, Kp, 3) (with the keypoint branch) in that frame. Losses whenever targets are given;
+    detections in eval mode, with "masks" (D, M, M) probabilities and / or "keypoints" (D, Kp, 3) (x, y, 1) and
+    "keypoint_scores" (D, Kp). `res5` (build_res5_head) makes the C4 heads; without it the FPN heads are built.
+    A branch that is off is None (mask_head, mask_predictor, keypoint_head, keypoint_predictor).
     """
 
     def __init__(self, cfg: RoIHeadsConfig, num_classes: int, in_channels: int, strides: dict[str, int],
@@ -152,7 +160,11 @@ class RoIHeads(nn.Module):
             self.box_head = FPNBoxHead(in_channels, cfg.box_pool_size, cfg.box_head_dim)
             mask_in = (in_channels, cfg.mask_pool_size)
         self.box_predictor = BoxPredictor(self.box_head.out_dim, num_classes)
-        self.mask_head, self.mask_predictor = build_mask_branch(cfg, *mask_in, num_classes, c4=self.c4)
+        self.mask_head, self.mask_predictor = (build_mask_branch(cfg, *mask_in, num_classes, c4=self.c4)
+                                               if cfg.mask_branch else (None, None))
+        # the keypoint branch pools from the maps the box branch pools from (for C4: the stage-4 map, without res5)
+        self.keypoint_head, self.keypoint_predictor = (build_keypoint_branch(cfg, in_channels)
+                                                       if cfg.num_keypoints else (None, None))
 
     def box_branch(self, features: dict, boxes: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Class logits (R, K) and box deltas (R, 4K) of the RoIs `boxes` (per image (Ri, 4))."""
@@ -166,6 +178,11 @@ class RoIHeads(nn.Module):
             x = self.box_head.features(x)  # (R, C5, S/2, S/2)
         return self.mask_predictor(self.mask_head(x))
 
+    def keypoint_branch(self, features: dict, boxes: list[torch.Tensor]) -> torch.Tensor:
+        """Keypoint heatmap logits (R, Kp, m, m) of the RoIs `boxes` (Sec. 5)."""
+        x = pool_rois(features, boxes, self.cfg.keypoint_pool_size, self.strides, self.cfg)  # (R, C, S, S)
+        return self.keypoint_predictor(self.keypoint_head(x))
+
     def forward(self, features: dict, proposals: list[torch.Tensor], image_sizes: list[tuple[int, int]],
                 targets: list[dict] | None = None):
         losses = {} if targets is None else self.losses(features, proposals, targets)
@@ -177,23 +194,38 @@ class RoIHeads(nn.Module):
         class_logits, box_deltas = self.box_branch(features, rois)
         regression = box_targets(rois, matched, targets, self.cfg.bbox_reg_weights)
         loss_cls, loss_box = fast_rcnn_loss(class_logits, box_deltas, torch.cat(labels), regression)
+        losses = {"loss_classifier": loss_cls, "loss_box": loss_box}
 
+        # the mask and keypoint branches learn on the positive RoIs only, from the ground truth each is matched to
         positive = [torch.nonzero(lb > 0).squeeze(1) for lb in labels]  # per image, (Pi,)
         pos_rois = [r[p] for r, p in zip(rois, positive)]
-        mask_logits = self.mask_branch(features, pos_rois)  # (sum Pi, C, M, M)
-        M = mask_logits.shape[-1]
-        gt_masks = torch.cat([mask_targets(t["masks"], r, m[p], M)
-                              for t, r, m, p in zip(targets, pos_rois, matched, positive)])
-        pos_labels = torch.cat([lb[p] for lb, p in zip(labels, positive)])
-        loss_mask = mask_loss(mask_logits, pos_labels, gt_masks, self.cfg.mask_loss)
-        return {"loss_classifier": loss_cls, "loss_box": loss_box, "loss_mask": loss_mask}
+        pos_matched = [m[p] for m, p in zip(matched, positive)]
+        if self.mask_head is not None:
+            mask_logits = self.mask_branch(features, pos_rois)  # (sum Pi, C, M, M)
+            M = mask_logits.shape[-1]
+            gt_masks = torch.cat([mask_targets(t["masks"], r, m, M) for t, r, m in zip(targets, pos_rois, pos_matched)])
+            pos_labels = torch.cat([lb[p] for lb, p in zip(labels, positive)])
+            losses["loss_mask"] = mask_loss(mask_logits, pos_labels, gt_masks, self.cfg.mask_loss)
+        if self.keypoint_head is not None:
+            heatmaps = self.keypoint_branch(features, pos_rois)  # (sum Pi, Kp, m, m)
+            cells, valid = zip(*[keypoint_targets(t["keypoints"][m], r, heatmaps.shape[-1])
+                                 for t, r, m in zip(targets, pos_rois, pos_matched)])  # per image (Pi, Kp) each
+            losses["loss_keypoint"] = keypoint_loss(heatmaps, torch.cat(cells), torch.cat(valid))
+        return losses
 
     def detect(self, features: dict, proposals: list[torch.Tensor], image_sizes: list[tuple[int, int]]) -> list[dict]:
         class_logits, box_deltas = self.box_branch(features, proposals)
         detections = detect_boxes(class_logits, box_deltas, proposals, image_sizes, self.cfg)
-        mask_logits = self.mask_branch(features, [d["boxes"] for d in detections])  # top detections only
-        labels = torch.cat([d["labels"] for d in detections])
-        masks = mask_probabilities(mask_logits, labels, self.cfg.mask_loss)  # (sum D, M, M)
-        for d, m in zip(detections, masks.split([len(d["boxes"]) for d in detections])):
-            d["masks"] = m
+        boxes = [d["boxes"] for d in detections]  # the other branches run on the top detections only
+        counts = [len(b) for b in boxes]
+        if self.mask_head is not None:
+            labels = torch.cat([d["labels"] for d in detections])
+            masks = mask_probabilities(self.mask_branch(features, boxes), labels, self.cfg.mask_loss)  # (sum D, M, M)
+            for d, m in zip(detections, masks.split(counts)):
+                d["masks"] = m
+        if self.keypoint_head is not None:
+            heatmaps = self.keypoint_branch(features, boxes)  # (sum D, Kp, m, m)
+            keypoints, scores = heatmaps_to_keypoints(heatmaps, torch.cat(boxes))  # (sum D, Kp, 3), (sum D, Kp)
+            for d, k, s in zip(detections, keypoints.split(counts), scores.split(counts)):
+                d["keypoints"], d["keypoint_scores"] = k, s
         return detections

@@ -3,9 +3,9 @@
 Going in: normalize each image with the ImageNet statistics, resize it so that its shorter side is
 `min_size` pixels (800 in the paper) unless that makes its longer side exceed `max_size` (1333), and
 pad the batch to a common size, a multiple of `size_divisible` (32, the coarsest FPN stride, so that
-every pyramid level aligns). Targets are resized with their image.
+every pyramid level aligns). Targets are resized with their image (boxes and keypoints scaled, masks resampled).
 
-Coming out: boxes are scaled back to the original image's pixels, and each 28x28 mask probability
+Coming out: boxes and keypoints are scaled back to the original image's pixels, and each 28x28 mask probability
 map is pasted into the original image at its box ("resized to the RoI size", Sec. 3.1 "Inference").
 
 The resizing rounds exactly as torchvision's GeneralizedRCNNTransform does (the scale is
@@ -14,7 +14,7 @@ models see the same pixels.
 
 Shape glossary:
   N: images; H, W: an original image's size; h, w: its size after resizing; Hp, Wp: padded batch size
-  G: ground-truth objects of an image; D: detections of an image; M: mask resolution (28)
+  G: ground-truth objects of an image; D: detections of an image; M: mask resolution (28); Kp: keypoint types
 """
 from __future__ import annotations
 
@@ -67,6 +67,15 @@ def resize_boxes(boxes: torch.Tensor, old_size: tuple[int, int], new_size: tuple
     ratio_w = torch.tensor(new_size[1], dtype=torch.float32) / old_size[1]
     scale = torch.stack([ratio_w, ratio_h, ratio_w, ratio_h]).to(boxes)  # (4,)
     return boxes * scale
+
+
+def resize_keypoints(keypoints: torch.Tensor, old_size: tuple[int, int], new_size: tuple[int, int]) -> torch.Tensor:
+    """(..., Kp, 3) (x, y, v) pixels of an old_size=(H, W) image -> the same keypoints in a new_size image;
+    x and y are scaled as the boxes are (the same frame), v is kept."""
+    ratio_h = torch.tensor(new_size[0], dtype=torch.float32) / old_size[0]
+    ratio_w = torch.tensor(new_size[1], dtype=torch.float32) / old_size[1]
+    scale = torch.stack([ratio_w, ratio_h, torch.tensor(1.0)]).to(keypoints)  # (3,)
+    return keypoints * scale
 
 
 def resize_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -154,7 +163,8 @@ class ImageTransform:
 
     def __call__(self, images: list[torch.Tensor], targets: list[dict] | None = None):
         """images: list of (3, H, W) float in [0, 1]; targets: per image "boxes" (G, 4), "labels" (G,),
-        "masks" (G, H, W) (optional), in that image's pixels. Returns (ImageBatch, new targets)."""
+        "masks" (G, H, W) and "keypoints" (G, Kp, 3) (both optional), in that image's pixels.
+        Returns (ImageBatch, new targets)."""
         check_inputs(images, targets)
         cfg = self.cfg
         originals = [(im.shape[1], im.shape[2]) for im in images]
@@ -168,17 +178,21 @@ class ImageTransform:
             t = dict(t, boxes=resize_boxes(t["boxes"].float(), old, new))  # a copy: the caller's stays
             if "masks" in t:
                 t["masks"] = resize_masks(t["masks"], new)
+            if "keypoints" in t:
+                t["keypoints"] = resize_keypoints(t["keypoints"].float(), old, new)
             new_targets.append(t)
         return batch, new_targets
 
     def postprocess(self, detections: list[dict], batch: ImageBatch) -> list[dict]:
-        """Detections in the resized frame ("boxes" (D, 4), "masks" (D, M, M) probabilities) ->
-        boxes in original pixels and "masks" (D, H, W) float32 pasted probabilities."""
+        """Detections in the resized frame ("boxes" (D, 4), "masks" (D, M, M) probabilities, "keypoints"
+        (D, Kp, 3)) -> boxes and keypoints in original pixels and "masks" (D, H, W) float32 pasted probabilities."""
         out = []
         for det, size, original in zip(detections, batch.image_sizes, batch.original_sizes):
             det = dict(det, boxes=resize_boxes(det["boxes"], size, original))
             if "masks" in det:
                 det["masks"] = paste_masks(det["masks"].float(), det["boxes"].float(), original)
+            if "keypoints" in det:
+                det["keypoints"] = resize_keypoints(det["keypoints"], size, original)
             out.append(det)
         return out
 
@@ -228,3 +242,8 @@ def check_inputs(images: list[torch.Tensor], targets: list[dict] | None) -> None
         if "masks" in t and t["masks"].shape != (boxes.shape[0], *images[i].shape[1:]):
             raise ValueError(f'targets[{i}]["masks"] must be ({boxes.shape[0]}, H, W) like its image, '
                              f'got {tuple(t["masks"].shape)}')
+        keypoints = t.get("keypoints")
+        if keypoints is not None and (keypoints.dim() != 3 or keypoints.shape[0] != boxes.shape[0] or
+                                      keypoints.shape[2] != 3 or not keypoints.is_floating_point()):
+            raise ValueError(f'targets[{i}]["keypoints"] must be ({boxes.shape[0]}, Kp, 3) float (x, y, visibility), '
+                             f'got {tuple(keypoints.shape)} {keypoints.dtype}')

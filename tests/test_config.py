@@ -6,7 +6,8 @@ import pytest
 
 from minimaskrcnn import config as cfg_lib
 from minimaskrcnn.config import (AnchorConfig, BackboneConfig, ModelConfig, RoIHeadsConfig, RPNConfig,
-                                 TransformConfig, cpu_small, from_dict, get_config, r50_c4, r50_fpn, to_dict)
+                                 TransformConfig, cpu_small, cpu_small_keypoints, from_dict, get_config,
+                                 keypoint_r50_fpn, r50_c4, r50_fpn, to_dict)
 
 
 @pytest.mark.parametrize("section, field, value, allowed", [
@@ -18,6 +19,7 @@ from minimaskrcnn.config import (AnchorConfig, BackboneConfig, ModelConfig, RoIH
     (RoIHeadsConfig, "mask_head", "unet", "'fcn', 'mlp'"),
     (RoIHeadsConfig, "mask_loss", "dice", "'sigmoid', 'softmax'"),
     (RoIHeadsConfig, "aligned", "yes", "False, True"),
+    (RoIHeadsConfig, "mask_branch", "no", "False, True"),
 ])
 def test_a_bad_choice_lists_the_allowed_values(section, field, value, allowed):
     with pytest.raises(ValueError, match=rf"^{section.__name__}\.{field} must be one of {allowed}; got {value!r}$"):
@@ -32,6 +34,9 @@ def test_a_bad_choice_lists_the_allowed_values(section, field, value, allowed):
     (RoIHeadsConfig, "min_box_size", -1, "a number >= 0.0"),
     (RoIHeadsConfig, "detections_per_img", 2.5, "an integer >= 1"),
     (RoIHeadsConfig, "mask_threshold", float("nan"), "a number >= 0.0 and <= 1.0"),
+    (RoIHeadsConfig, "num_keypoints", -1, "an integer >= 0"),
+    (RoIHeadsConfig, "keypoint_pool_size", 0, "an integer >= 1"),
+    (RoIHeadsConfig, "keypoint_head_convs", 2.0, "an integer >= 0"),
     (TransformConfig, "min_size", 1, "an integer >= 32"),
 ])
 def test_a_bad_number_names_the_field_and_its_range(section, field, value, words):
@@ -63,9 +68,25 @@ def test_replace_and_from_dict_are_checked_too():
         from_dict(stored)
 
 
-@pytest.mark.parametrize("preset", [r50_fpn, r50_c4, cpu_small])
+@pytest.mark.parametrize("preset", [r50_fpn, r50_c4, cpu_small, keypoint_r50_fpn, cpu_small_keypoints])
 def test_presets_are_valid_and_survive_a_round_trip(preset):
     assert from_dict(to_dict(preset())) == preset()
+
+
+def test_the_keypoint_presets():
+    """torchvision's keypointrcnn_resnet50_fpn: 2 classes, 17 keypoints, 8 convs of 512 on 14x14, no masks, and
+    otherwise r50_fpn's settings (its RPN and box settings are Faster R-CNN's defaults, like maskrcnn's)."""
+    kp = keypoint_r50_fpn()
+    heads = kp.roi_heads
+    assert kp.num_classes == 2 and heads.num_keypoints == 17 and not heads.mask_branch
+    assert (heads.keypoint_pool_size, heads.keypoint_head_convs, heads.keypoint_head_channels) == (14, 8, 512)
+    plain = r50_fpn(2)
+    assert dataclasses.replace(kp, roi_heads=plain.roi_heads) == plain
+    small = cpu_small_keypoints()
+    assert small.roi_heads.num_keypoints == 11 and small.roi_heads.mask_branch
+    assert dataclasses.replace(small.roi_heads, num_keypoints=0, keypoint_head_channels=512,
+                               keypoint_head_convs=8) == cpu_small().roi_heads
+    assert get_config("cpu_small_keypoints", 5).num_classes == 5 and cpu_small().roi_heads.num_keypoints == 0
 
 
 def test_a_checkpoint_config_from_before_a_field_existed_still_loads():

@@ -30,10 +30,10 @@ TOL = dict(rtol=1e-4, atol=1e-4)
 MIN_SIZE, MAX_SIZE, POST_NMS, DETECTIONS = 192, 320, 300, 10
 
 
-def randomize(tv: nn.Module) -> nn.Module:
+def randomize(tv: nn.Module, lifted: int = 6) -> nn.Module:
     """Non-trivial BN statistics (fresh BN is the identity in eval mode, which would hide a wrong
     conversion), a wide spread of RPN objectness (no near-ties at the top-k cut) and classifier
-    biases that lift classes 1..6 above the 0.05 score threshold."""
+    biases that lift classes 1..`lifted` above the 0.05 score threshold."""
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for m in tv.modules():
@@ -46,7 +46,7 @@ def randomize(tv: nn.Module) -> nn.Module:
         tv.rpn.head.cls_logits.weight.normal_(0, 0.5, generator=g)
         bias = tv.roi_heads.box_predictor.cls_score.bias
         bias.zero_()
-        bias[1:7] = torch.linspace(3.0, 4.0, 6)
+        bias[1:1 + lifted] = torch.linspace(3.0, 4.0, lifted)
     return tv
 
 

@@ -13,6 +13,12 @@ invalid polygons and annotations, crowd regions (iscrowd=1) and degenerate boxes
 image), counted in one warning. `ds.coco`, the ground truth the evaluation compares against, is the file as given
 (`coco_json.ground_truth_dict`), as pycocotools' COCOeval on the file and detectron2's COCOEvaluator see it.
 
+Keypoints (Sec. 5): a file whose categories name keypoints (COCO's person_keypoints_*.json, or an export with a
+skeleton) gives every target "keypoints" (N, K, 3) float32 (x, y, v) in image pixels, as the file has them (x, y
+as written, v = 0 not labelled, 1 hidden, 2 visible), and the dataset its keypoint metadata (data/keypoints.py):
+keypoint names, skeleton, flip pairs (derived from left_ / right_ names unless given) and OKS sigmas (COCO's for
+its 17 person keypoints, else as given).
+
 Glossary: N instances in one image, H, W image height and width, K classes including background.
 """
 from __future__ import annotations
@@ -28,7 +34,10 @@ from PIL import Image, ImageOps
 from pycocotools import mask as mask_utils
 
 from .. import paths
-from .coco_json import clean_coco_dict, coco_from_dict, describe_dropped, ground_truth_dict, load_coco_json, to_rle
+from .coco_json import (clean_coco_dict, coco_from_dict, describe_dropped, ground_truth_dict, keypoint_count,
+                        load_coco_json, to_rle)
+from .keypoints import (COCO_PERSON_KEYPOINTS, COCO_PERSON_SIGMAS, check_flip_pairs, check_sigmas,
+                        flip_pairs_from_names)
 
 EXIF_ORIENTATION = 0x0112  # the EXIF tag saying how a camera's stored pixels turn for display (1: as stored)
 TURNED = (5, 6, 7, 8)  # the orientations that swap width and height (a quarter turn, mirrored or not)
@@ -88,14 +97,16 @@ class CocoDataset:
 
     target: "boxes" (N, 4) float32 (x1, y1, x2, y2) image pixels; "labels" (N,) int64 in 1..K-1;
     "masks" (N, H, W) uint8 {0, 1}; "image_id" int, the COCO image id. N may be 0 (a negative image).
+    With keypoints in the file (module docstring), also "keypoints" (N, Kp, 3) float32.
 
     root: COCO root (None: `paths.coco_root()`); files default to root/annotations/instances_{split}.json
     and root/{split}/. skip_empty drops images with no training instance (only crowd or no annotations).
-    transforms: callable (image, target) -> (image, target), e.g. `transforms.Compose([...])`.
+    transforms: callable (image, target) -> (image, target), e.g. `transforms.Compose([...])`; to flip keypoints,
+    RandomHorizontalFlip(p, ds.flip_pairs). flip_pairs, keypoint_sigmas: the keypoints' own (None: derived).
     """
 
     def __init__(self, root=None, split: str = "train2017", skip_empty: bool = False, transforms=None,
-                 ann_file=None, image_dir=None):
+                 ann_file=None, image_dir=None, flip_pairs=None, keypoint_sigmas=None):
         root = paths.coco_root(root)
         self.ann_file = Path(ann_file) if ann_file is not None else paths.ann_file(root, split)
         self.image_dir = Path(image_dir) if image_dir is not None else root / split
@@ -113,6 +124,7 @@ class CocoDataset:
         self.cat_id_to_label = {cat: label for label, cat in self.label_to_cat_id.items()}
         self.class_names = ["background"] + [self.coco.cats[c]["name"] for c in cat_ids]
         self.num_classes = len(self.class_names)
+        self._read_keypoint_layout(flip_pairs, keypoint_sigmas)
 
         # Training instances per image: (annotation id, xyxy box, label); crowd and degenerate left out.
         self._instances = {img_id: [] for img_id in self.coco.imgs}
@@ -142,6 +154,19 @@ class CocoDataset:
             why = " with at least one non-crowd instance (skip_empty=True)" if skip_empty else ""
             raise ValueError(f"empty dataset: {self.ann_file} lists no images{why}")
         self._check_image_files()
+
+    def _read_keypoint_layout(self, flip_pairs, sigmas) -> None:
+        """ds.num_keypoints, keypoint_names, skeleton (0-based), flip_pairs, keypoint_sigmas (data/keypoints.py)."""
+        source = str(self.ann_file)
+        self.num_keypoints = K = keypoint_count(self.coco.dataset, source)
+        named = [c for c in self.coco.dataset["categories"] if c.get("keypoints") is not None]
+        self.keypoint_names = list(named[0]["keypoints"]) if named else []
+        self.skeleton = [(a - 1, b - 1) for a, b in named[0].get("skeleton", [])] if named else []  # COCO: from 1
+        pairs = flip_pairs_from_names(self.keypoint_names) if flip_pairs is None else flip_pairs
+        self.flip_pairs = check_flip_pairs(pairs, K, source)
+        if sigmas is None and tuple(self.keypoint_names) == COCO_PERSON_KEYPOINTS:
+            sigmas = COCO_PERSON_SIGMAS
+        self.keypoint_sigmas = check_sigmas(sigmas, K, source)
 
     def _check_image_files(self) -> None:
         """Fail at construction, naming the paths, when listed image files are missing; then when an image's size
@@ -201,12 +226,17 @@ class CocoDataset:
             warnings.simplefilter("ignore", DeprecationWarning)
             for k, (ann_id, _, _) in enumerate(instances):
                 masks[k] = mask_utils.decode(to_rle(self._train_anns[ann_id]["segmentation"], h, w))
-        return {
+        target = {
             "boxes": torch.tensor([box for _, box, _ in instances], dtype=torch.float32).reshape(-1, 4),
             "labels": torch.tensor([label for _, _, label in instances], dtype=torch.int64),
             "masks": torch.from_numpy(masks),
             "image_id": int(img_id),
         }
+        if self.num_keypoints:  # an instance of a category without keypoint names has none labelled
+            K = self.num_keypoints
+            keypoints = [self._train_anns[ann_id].get("keypoints") or [0] * 3 * K for ann_id, _, _ in instances]
+            target["keypoints"] = torch.tensor(keypoints, dtype=torch.float32).reshape(-1, K, 3)
+        return target
 
     def __getitem__(self, index: int):
         image = to_tensor_image(self.load_image(index))

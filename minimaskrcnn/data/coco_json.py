@@ -5,7 +5,10 @@ Two kinds of problems, treated differently, as detectron2 and mmdetection do:
 - **Structural errors** fail at once, with a message naming the file and the field, image or annotation id: not
   a JSON object, a missing key, an id, height or width that is not an integer, a duplicate id or category name,
   an annotation whose image or category does not exist, a bbox that is not [x, y, w, h], a segmentation that is
-  neither a list of polygons nor an RLE of its image's size. Nothing sensible can be trained from such a file.
+  neither a list of polygons nor an RLE of its image's size; and for keypoints (person_keypoints_*.json, Sec. 5):
+  categories that name different numbers of keypoints, an annotation whose keypoints are not 3 numbers (x, y, v)
+  for each of its category's keypoint names, a visibility v outside 0-2, a `num_keypoints` that disagrees with the
+  list. Nothing sensible can be trained from such a file.
 - **Invalid shapes** are dropped from the training targets and counted, because exports are full of them:
   polygons with fewer than 3 points, an odd number of coordinates, NaN or infinite coordinates or zero area; then
   annotations with no valid polygon left (CVAT writes rectangles as `"segmentation": []`) or a NaN bbox. One
@@ -14,9 +17,10 @@ Two kinds of problems, treated differently, as detectron2 and mmdetection do:
 The **evaluation ground truth** is another matter: it is the file as given (`ground_truth_dict`), as pycocotools'
 COCOeval reads it and detectron2's COCOEvaluator scores against it. A zero-area polygon there is an object no
 mask can hit (a miss), a crowd region of any size is an ignore region. Only what pycocotools cannot read is
-changed (see `ground_truth_dict`), and what exports leave out is filled in: `iscrowd` (0) and
-`area` (the mask's pixel count, as in the official files), which COCOeval reads. Category ids may be anything
-(0-based, 1-based, with gaps); `CocoDataset` maps them to contiguous labels.
+changed (see `ground_truth_dict`), and what exports leave out is filled in: `iscrowd` (0) and `area` (the mask's
+pixel count, as in the official files), which COCOeval reads; for a category with keypoint names, `keypoints`
+(all unlabelled) and `num_keypoints` (the labelled ones). Category ids may be anything (0-based, 1-based, with
+gaps); `CocoDataset` maps them to contiguous labels.
 """
 from __future__ import annotations
 
@@ -104,6 +108,7 @@ def validate_coco_dict(data, source: str) -> None:
     if len(cat_ids) != len(data["categories"]):
         raise ValueError(f"{source}: duplicate category ids in 'categories'")
     check_category_names(data["categories"], source)
+    num_keypoints = keypoint_count(data, source)
     ann_ids = set()
     for ann in data["annotations"]:
         aid = ann["id"]
@@ -120,6 +125,47 @@ def validate_coco_dict(data, source: str) -> None:
             raise ValueError(f"{source}: annotation {aid} has bbox {bbox!r}, expected [x, y, w, h]")
         img = images[ann["image_id"]]
         _check_segmentation(ann["segmentation"], aid, (img["height"], img["width"]), source)
+        if "keypoints" in ann:
+            _check_keypoints(ann, num_keypoints, source)
+
+
+def keypoint_count(data: dict, source: str) -> int:
+    """K, the number of keypoint names the categories give (0 when none does); ValueError naming `source` when
+    they give different numbers (a dataset has one keypoint layout) or the names are not a list of strings."""
+    counts = {}
+    for c in data["categories"]:
+        names = c.get("keypoints")
+        if names is None:
+            continue
+        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            raise ValueError(f"{source}: category {c['id']} has keypoints {str(names)[:60]}; expected a list of names")
+        counts[c["id"]] = len(names)
+    if len(set(counts.values())) > 1:
+        raise ValueError(f"{source}: categories name different numbers of keypoints {counts}: a dataset has one "
+                         f"keypoint layout")
+    return next(iter(counts.values()), 0)
+
+
+def _check_keypoints(ann: dict, num_keypoints: int, source: str) -> None:
+    """[x1, y1, v1, ...]: 3 finite numbers per keypoint name, each v in 0-2, and num_keypoints (when given) the
+    count of labelled ones (v > 0)."""
+    aid, kp = ann["id"], ann["keypoints"]
+    if not num_keypoints:
+        raise ValueError(f"{source}: annotation {aid} has keypoints but no category names any ('keypoints' in "
+                         f"categories)")
+    if not (isinstance(kp, list) and len(kp) == 3 * num_keypoints and
+            all(_is_number(v) and math.isfinite(v) for v in kp)):
+        what = f"{len(kp)} values" if isinstance(kp, list) else type(kp).__name__
+        raise ValueError(f"{source}: annotation {aid} has keypoints of {what}; expected {3 * num_keypoints} "
+                         f"numbers, (x, y, v) for each of the {num_keypoints} keypoint names")
+    bad = [v for v in kp[2::3] if v not in (0, 1, 2)]
+    if bad:
+        raise ValueError(f"{source}: annotation {aid} has keypoint visibility {bad[0]!r}; v must be 0 (not labelled), "
+                         f"1 (labelled, hidden) or 2 (labelled, visible)")
+    labelled = sum(v > 0 for v in kp[2::3])
+    if "num_keypoints" in ann and ann["num_keypoints"] != labelled:
+        raise ValueError(f"{source}: annotation {aid} has num_keypoints {ann['num_keypoints']!r} but {labelled} "
+                         f"labelled keypoints (v > 0) in its list")
 
 
 def check_category_names(categories: list[dict], source: str) -> None:
@@ -174,6 +220,7 @@ def clean_coco_dict(data: dict) -> collections.Counter:
     (`describe_dropped` puts it in words)."""
     dropped = collections.Counter()
     images = {img["id"]: img for img in data["images"]}
+    keypoints_of = keypoint_slots(data)
     kept = []
     for ann in data["annotations"]:
         img = images[ann["image_id"]]
@@ -194,18 +241,32 @@ def clean_coco_dict(data: dict) -> collections.Counter:
                 continue
             if len(polygons) != len(ann["segmentation"]):
                 ann = dict(ann, segmentation=polygons)
-        kept.append(_filled_in(ann, h, w))
+        kept.append(_filled_in(ann, h, w, keypoints_of.get(ann["category_id"], 0)))
     data["annotations"] = kept
     return dropped
 
 
-def _filled_in(ann: dict, h: int, w: int) -> dict:
+def keypoint_slots(data: dict) -> dict[int, int]:
+    """{category id: K} for the categories that name keypoints (all name the same K: `keypoint_count`)."""
+    K = keypoint_count(data, "")
+    return {c["id"]: K for c in data["categories"] if c.get("keypoints") is not None}
+
+
+def _filled_in(ann: dict, h: int, w: int, num_keypoints: int = 0) -> dict:
     """The annotation with `iscrowd` (0) and `area` (its mask's pixel count, as in the official files) where an
-    export left them out (a copy then; else the dict itself)."""
-    if "iscrowd" in ann and "area" in ann:
-        return ann
-    area = float(mask_utils.area(to_rle(ann["segmentation"], h, w)))
-    return {"iscrowd": 0, "area": area, **ann}
+    export left them out, and for a category with `num_keypoints` keypoint names `keypoints` (all unlabelled) and
+    `num_keypoints` (the labelled ones: pycocotools ignores people with none); a copy then, else the dict itself."""
+    filled = {}
+    if "iscrowd" not in ann:
+        filled["iscrowd"] = 0
+    if "area" not in ann:
+        filled["area"] = float(mask_utils.area(to_rle(ann["segmentation"], h, w)))
+    keypoints = ann.get("keypoints")
+    if num_keypoints and keypoints is None:  # none labelled
+        keypoints = filled["keypoints"] = [0] * (3 * num_keypoints)
+    if keypoints is not None and "num_keypoints" not in ann:
+        filled["num_keypoints"] = sum(v > 0 for v in keypoints[2::3])
+    return {**filled, **ann} if filled else ann
 
 
 def ground_truth_dict(data: dict) -> tuple[dict, collections.Counter]:
@@ -220,6 +281,7 @@ def ground_truth_dict(data: dict) -> tuple[dict, collections.Counter]:
     `iscrowd` and `area` are filled in where missing. `data` is not changed."""
     changed = collections.Counter()
     images = {img["id"]: img for img in data["images"]}
+    keypoints_of = keypoint_slots(data)
     kept = []
     for ann in data["annotations"]:
         h, w = images[ann["image_id"]]["height"], images[ann["image_id"]]["width"]
@@ -234,7 +296,7 @@ def ground_truth_dict(data: dict) -> tuple[dict, collections.Counter]:
                 changed["annotations", "with no polygon left, kept with an empty mask"] += 1
             if len(readable) != len(segm) or not readable:
                 ann = dict(ann, segmentation=readable or {"size": [h, w], "counts": [h * w]})  # RLE: all zeros
-        kept.append(_filled_in(ann, h, w))
+        kept.append(_filled_in(ann, h, w, keypoints_of.get(ann["category_id"], 0)))
     return {**data, "annotations": kept}, +changed
 
 

@@ -10,7 +10,20 @@ shape hides what it covers, so each instance's mask is its visible pixels only (
 instances), and a shape left with less than `min_visible` of its area visible is not drawn at all.
 Boxes are the tight boxes of the visible masks.
 
-Glossary: S image size (square images), N instances in an image.
+Keypoints (`keypoints=True`, for the keypoint branch of Sec. 5): a square's four corners, a triangle's three
+vertices, a circle's four extreme points, at their exact positions (pixel-edge coordinates, like the boxes).
+A dataset has one layout of K keypoint types, so each class has slots of its own, K = 4 + 4 + 3 = 11:
+    0-3 square top_left, top_right, bottom_right, bottom_left     4-7 circle top, right, bottom, left
+    8-10 triangle apex, bottom_right, bottom_left
+and an instance labels its own class's slots only (the others are v = 0, "not labelled", as COCO marks what
+an annotator did not click). Class-specific slots make one list of flip pairs right for every class: a mirror
+swaps left and right within each class (`FLIP_PAIRS`: square 0-1 and 2-3, circle 5-7, triangle 9-10), where one
+shared "corner 0..3" layout would need a square's pairs for squares and a circle's for circles. Visibility
+v: 2 visible; 1 hidden under a shape drawn later (on or inside its outline); 0 outside the image (which the
+shapes, drawn whole inside the image, never are). Images, masks and boxes are the same with or without
+keypoints: the keypoints are computed from the same draws, with no random number of their own.
+
+Glossary: S image size (square images), N instances in an image, K keypoint types (11).
 """
 from __future__ import annotations
 
@@ -25,8 +38,22 @@ from pycocotools import mask as mask_utils
 
 from .coco import to_tensor_image
 from .coco_json import coco_from_dict
+from .keypoints import flip_pairs_from_names
 
 CLASS_NAMES = ["background", "square", "circle", "triangle"]
+KEYPOINT_NAMES = ["square_top_left", "square_top_right", "square_bottom_right", "square_bottom_left",
+                  "circle_top", "circle_right", "circle_bottom", "circle_left",
+                  "triangle_apex", "triangle_bottom_right", "triangle_bottom_left"]
+SLOTS = {1: slice(0, 4), 2: slice(4, 8), 3: slice(8, 11)}  # label -> its keypoint slots
+SKELETON = [(0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (8, 9), (9, 10), (10, 8)]  # outlines
+FLIP_PAIRS = flip_pairs_from_names(KEYPOINT_NAMES)  # [(0, 1), (2, 3), (5, 7), (9, 10)]
+# OKS sigma of every shape keypoint (COCO's people: 0.025 for eyes .. 0.107 for hips, the spread of human clicks).
+# These points are exact, so what is left is the pixel grid: a shape is drawn on whole pixels, and its outline in
+# the image is only known to half a pixel on each axis (0.7 pixel). With OKS = exp(-d^2 / (2 area (2 sigma)^2)),
+# sigma = 0.05 lets that error cost the smallest shapes (triangles of side 0.15 * 128 = 19 pixels, area 184
+# pixels^2) 0.13 of OKS (0.87), where COCO's sharpest sigma, 0.025, would cost 0.42: AP would then measure the
+# rasterization. At 0.05 a keypoint off by 12% of sqrt(area) still scores 0.5, and one off by 3%, 0.95.
+KEYPOINT_SIGMAS = (0.05,) * len(KEYPOINT_NAMES)
 
 
 def shape_mask(label: int, cx: float, cy: float, size: float, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
@@ -41,6 +68,31 @@ def shape_mask(label: int, cx: float, cy: float, size: float, xx: np.ndarray, yy
         top = cy - half
         return (yy >= top) & (yy <= cy + half) & (np.abs(xx - cx) <= (yy - top) / 2)
     raise ValueError(f"label must be 1 (square), 2 (circle) or 3 (triangle), got {label}")
+
+
+def shape_keypoints(label: int, cx: float, cy: float, size: float) -> np.ndarray:
+    """(n, 2) keypoints (x, y) of one shape, in the order of its slots (module docstring); arguments as shape_mask."""
+    h = size / 2
+    points = {1: [(cx - h, cy - h), (cx + h, cy - h), (cx + h, cy + h), (cx - h, cy + h)],  # square corners
+              2: [(cx, cy - h), (cx + h, cy), (cx, cy + h), (cx - h, cy)],  # circle: top, right, bottom, left
+              3: [(cx, cy - h), (cx + h, cy + h), (cx - h, cy + h)]}  # triangle: apex, base right, base left
+    return np.array(points[label], dtype=np.float64)
+
+
+def instance_keypoints(shape: tuple, above: list, image_size: int) -> np.ndarray:
+    """(11, 3) float32 keypoints (x, y, v) of one shape (label, cx, cy, size), its own class's slots filled: v = 2,
+    or 1 where a shape of `above` (each (label, cx, cy, size)) covers the point, or 0 (and x = y = 0) outside
+    the image_size x image_size image. The other slots are (0, 0, 0), not labelled."""
+    points = shape_keypoints(*shape)  # (n, 2)
+    px, py = points[:, 0], points[:, 1]
+    hidden = np.zeros(len(points), dtype=bool)
+    for other in above:
+        hidden |= shape_mask(*other, px, py)
+    inside = (px >= 0) & (px <= image_size) & (py >= 0) & (py <= image_size)
+    v = np.where(inside, np.where(hidden, 1, 2), 0)
+    out = np.zeros((len(KEYPOINT_NAMES), 3), dtype=np.float32)
+    out[SLOTS[shape[0]]] = np.stack([px * (v > 0), py * (v > 0), v], axis=1)
+    return out
 
 
 def _pick_colour(rng, avoid: list[np.ndarray], min_dist: float = 0.35, tries: int = 30) -> np.ndarray:
@@ -64,11 +116,13 @@ class ShapesDataset:
     min_objects / max_objects: shapes drawn per image (before occluded ones are dropped).
     size_range: shape size as a fraction of S. noise: std of the (uniform) pixel noise, in [0, 1] units.
     min_visible: fraction of a shape's area that must stay visible for it to be kept.
+    keypoints: targets also get "keypoints" (N, 11, 3) float32 (x, y, v) (module docstring), and the dataset the
+    keypoint metadata of data/keypoints.py; flip with RandomHorizontalFlip(p, shapes.FLIP_PAIRS).
     """
 
     def __init__(self, num_images: int, image_size: int = 128, seed: int = 0, min_objects: int = 1,
                  max_objects: int = 4, size_range=(0.15, 0.45), noise: float = 0.03,
-                 min_visible: float = 0.35, transforms=None):
+                 min_visible: float = 0.35, transforms=None, keypoints: bool = False):
         if num_images < 1:
             raise ValueError(f"empty dataset: num_images must be >= 1, got {num_images}")
         if image_size < 16:
@@ -86,12 +140,19 @@ class ShapesDataset:
         self.label_to_cat_id = {label: label for label in range(1, self.num_classes)}
         self.cat_id_to_label = dict(self.label_to_cat_id)
         self.image_ids = list(range(1, num_images + 1))  # COCO-style ids start at 1
+        self.keypoints = bool(keypoints)
+        self.keypoint_names = list(KEYPOINT_NAMES) if keypoints else []
+        self.num_keypoints = len(self.keypoint_names)
+        self.skeleton = list(SKELETON) if keypoints else []
+        self.flip_pairs = list(FLIP_PAIRS) if keypoints else []
+        self.keypoint_sigmas = KEYPOINT_SIGMAS if keypoints else None
 
     def __len__(self) -> int:
         return self.num_images
 
-    def draw(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Image `index` as numpy: image (S, S, 3) uint8, masks (N, S, S) bool (visible pixels), labels (N,)."""
+    def draw(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Image `index` as numpy: image (S, S, 3) uint8, masks (N, S, S) bool (visible pixels), labels (N,),
+        keypoints (N, 11, 3) float32 (x, y, v) (module docstring; computed whether or not the targets hold them)."""
         if not 0 <= index < self.num_images:
             raise IndexError(f"index {index} out of range for {self.num_images} images")
         rng = np.random.default_rng([self.seed, index])
@@ -99,7 +160,7 @@ class ShapesDataset:
         yy, xx = np.mgrid[0:s, 0:s].astype(np.float32) + 0.5  # pixel centres, (S, S) each
         background = rng.uniform(0, 1, 3)
         n = int(rng.integers(self.min_objects, self.max_objects + 1))
-        labels, colours, masks = [], [], []
+        labels, colours, masks, geometry = [], [], [], []
         for _ in range(n):
             label = int(rng.integers(1, self.num_classes))
             size = rng.uniform(*self.size_range) * s
@@ -107,43 +168,49 @@ class ShapesDataset:
             labels.append(label)
             colours.append(_pick_colour(rng, [background] + colours))
             masks.append(shape_mask(label, cx, cy, size, xx, yy))
+            geometry.append((label, cx, cy, size))
 
-        # Occlusion, top (last drawn) to bottom: a shape's visible part is what no kept shape above covers.
+        # Occlusion, top (last drawn) to bottom: a shape's visible part is what no kept shape above covers,
+        # and a keypoint is hidden (v = 1) where a kept shape above covers it.
         covered = np.zeros((s, s), dtype=bool)
-        kept = []  # (label, colour, visible mask), top first
-        for label, colour, mask in zip(labels[::-1], colours[::-1], masks[::-1]):
+        kept, above = [], []  # (label, colour, visible mask, keypoints), top first; the kept shapes' geometry
+        for label, colour, mask, shape in zip(labels[::-1], colours[::-1], masks[::-1], geometry[::-1]):
             visible = mask & ~covered
             if visible.sum() >= max(self.min_visible * mask.sum(), 1):
-                kept.append((label, colour, visible))
+                kept.append((label, colour, visible, instance_keypoints(shape, above, s)))
                 covered |= mask
+                above.append(shape)
         kept.reverse()  # bottom first, the painting order
 
         image = np.empty((s, s, 3), dtype=np.float32)
         image[:] = background
-        for _, colour, visible in kept:
+        for _, colour, visible, _ in kept:
             image[visible] = colour
         # pixel noise, uniform with standard deviation `noise` (four times cheaper to draw than Gaussian)
         image += (rng.random((s, s, 3), dtype=np.float32) - 0.5) * np.float32(self.noise * 12 ** 0.5)
         image = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
-        out_masks = np.stack([m for _, _, m in kept]) if kept else np.zeros((0, s, s), dtype=bool)
-        return image, out_masks, np.array([lab for lab, _, _ in kept], dtype=np.int64)
+        out_masks = np.stack([m for _, _, m, _ in kept]) if kept else np.zeros((0, s, s), dtype=bool)
+        keypoints = np.stack([k for *_, k in kept]) if kept else np.zeros((0, len(KEYPOINT_NAMES), 3), np.float32)
+        return image, out_masks, np.array([lab for lab, *_ in kept], dtype=np.int64), keypoints
 
     def load_image(self, index: int) -> np.ndarray:
         """(S, S, 3) uint8 RGB."""
         return self.draw(index)[0]
 
-    def _target(self, index: int, masks: np.ndarray, labels: np.ndarray) -> dict:
-        return {"boxes": torch.from_numpy(masks_to_boxes(masks)), "labels": torch.from_numpy(labels),
-                "masks": torch.from_numpy(masks.astype(np.uint8)), "image_id": self.image_ids[index]}
+    def _target(self, index: int, masks: np.ndarray, labels: np.ndarray, keypoints: np.ndarray) -> dict:
+        target = {"boxes": torch.from_numpy(masks_to_boxes(masks)), "labels": torch.from_numpy(labels),
+                  "masks": torch.from_numpy(masks.astype(np.uint8)), "image_id": self.image_ids[index]}
+        if self.keypoints:
+            target["keypoints"] = torch.from_numpy(keypoints)
+        return target
 
     def load_target(self, index: int) -> dict:
         """Target dict of image `index` (see the class docstring)."""
-        _, masks, labels = self.draw(index)
-        return self._target(index, masks, labels)
+        return self._target(index, *self.draw(index)[1:])
 
     def __getitem__(self, index: int):
-        image, masks, labels = self.draw(index)
-        target = self._target(index, masks, labels)
+        image, *drawn = self.draw(index)
+        target = self._target(index, *drawn)
         image = to_tensor_image(image)  # (3, S, S)
         if self.transforms is not None:
             image, target = self.transforms(image, target)
@@ -156,19 +223,24 @@ class ShapesDataset:
         """The ground truth as a COCO instances dict: RLE masks (counts as str), area and bbox from the mask."""
         images, annotations = [], []
         for i in range(len(self)):
-            _, masks, labels = self.draw(i)
+            _, masks, labels, keypoints = self.draw(i)
             images.append({"id": self.image_ids[i], "file_name": self.file_name(i),
                            "height": self.image_size, "width": self.image_size})
             # pycocotools encodes (H, W, N) Fortran-order uint8
             rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
-            for rle, label in zip(rles, labels):
+            for rle, label, points in zip(rles, labels, keypoints):
                 rle["counts"] = rle["counts"].decode("ascii")
                 annotations.append({"id": len(annotations) + 1, "image_id": self.image_ids[i],
                                     "category_id": int(label), "segmentation": rle,
                                     "area": float(mask_utils.area(rle)),
                                     "bbox": [float(v) for v in mask_utils.toBbox(rle)], "iscrowd": 0})
+                if self.keypoints:  # float32 values, so that CocoDataset reads back the same targets
+                    annotations[-1].update(keypoints=[float(v) for v in points.reshape(-1)],
+                                           num_keypoints=int((points[:, 2] > 0).sum()))
         categories = [{"id": self.label_to_cat_id[k], "name": self.class_names[k], "supercategory": "shape"}
                       for k in range(1, self.num_classes)]
+        for category in categories if self.keypoints else []:  # COCO's skeleton counts keypoints from 1
+            category.update(keypoints=list(KEYPOINT_NAMES), skeleton=[[i + 1, j + 1] for i, j in SKELETON])
         return {"info": {"description": f"minimaskrcnn synthetic shapes, seed {self.seed}"},
                 "images": images, "annotations": annotations, "categories": categories}
 
@@ -190,7 +262,8 @@ class ShapesDataset:
         return ann_file
 
     def __repr__(self) -> str:
-        return f"ShapesDataset({self.num_images} images, {self.image_size}x{self.image_size}, seed={self.seed})"
+        size, keypoints = f"{self.image_size}x{self.image_size}", ", keypoints=True" if self.keypoints else ""
+        return f"ShapesDataset({self.num_images} images, {size}, seed={self.seed}{keypoints})"
 
 
 def masks_to_boxes(masks: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@ evaluated on your own held-out images, not silently on the synthetic shapes, and
 the data it started with. A record is a plain dict (checkpoints load with weights_only=True):
 
     {"kind": "coco", "annotations": "/abs/path/labels.json", "images": "/abs/path/images"}
-    {"kind": "shapes", "num_images": 2000, "image_size": 128, "seed": 0}
+    {"kind": "shapes", "num_images": 2000, "image_size": 128, "seed": 0}   (and "keypoints": True with keypoints)
     {"kind": "custom", "name": "MyDataset(...)"}      any other dataset: it cannot be rebuilt from a record
 """
 from __future__ import annotations
@@ -26,8 +26,9 @@ def describe(dataset) -> dict | None:
         return {"kind": "coco", "annotations": str(Path(dataset.ann_file).resolve()),
                 "images": str(Path(dataset.image_dir).resolve())}
     if isinstance(dataset, ShapesDataset):
-        return {"kind": "shapes", "num_images": dataset.num_images, "image_size": dataset.image_size,
-                "seed": dataset.seed}
+        record = {"kind": "shapes", "num_images": dataset.num_images, "image_size": dataset.image_size,
+                  "seed": dataset.seed}
+        return {**record, "keypoints": True} if dataset.keypoints else record
     return {"kind": "custom", "name": repr(dataset)[:200]}
 
 
@@ -38,7 +39,8 @@ def rebuild(record: dict, transforms=None, skip_empty: bool = False):
         return CocoDataset(ann_file=record["annotations"], image_dir=record["images"], skip_empty=skip_empty,
                            transforms=transforms)
     if kind == "shapes":
-        return ShapesDataset(record["num_images"], record["image_size"], seed=record["seed"], transforms=transforms)
+        return ShapesDataset(record["num_images"], record["image_size"], seed=record["seed"], transforms=transforms,
+                             keypoints=record.get("keypoints", False))
     raise ValueError(f"the data was a dataset object given to train() ({record.get('name', '?')}), which cannot "
                      f"be rebuilt from a checkpoint: pass it again (train(..., train_set=...)), or name COCO-format "
                      f"data with --annotations and --images")
@@ -54,8 +56,10 @@ def evaluation_set(state: dict, checkpoint, annotations=None, images=None, data=
     if annotations is not None:
         return CocoDataset(ann_file=annotations, image_dir=images)
     trained = state.get("train_config") or {}
-    if data == "shapes":
-        return ShapesDataset(num_images, trained.get("image_size", 128), seed=trained.get("data_seed", 0) + 1)
+    if data == "shapes":  # with keypoints when the checkpoint's model predicts them
+        keypoints = bool(((state.get("model_config") or {}).get("roi_heads") or {}).get("num_keypoints"))
+        return ShapesDataset(num_images, trained.get("image_size", 128), seed=trained.get("data_seed", 0) + 1,
+                             keypoints=keypoints)
     if data is not None:
         return CocoDataset(paths.coco_root(data), split)
     record = (state.get("data") or {}).get("val")
