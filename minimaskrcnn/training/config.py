@@ -104,9 +104,19 @@ class TrainConfig:
         if list(self.milestones) != sorted(self.milestones):
             raise ValueError(f"{own}.milestones must be increasing fractions of iters; got {self.milestones}")
         check_device_name("TrainConfig.device", self.device)
+        if self.resume is not None:
+            check_beside(self.out, self.resume)
         for a, b in (("annotations", "images"), ("val_annotations", "val_images")):
             if (getattr(self, a) is None) != (getattr(self, b) is None):
                 raise ValueError(f"{own}.{a} and {own}.{b} go together (a COCO JSON and its image folder)")
+
+
+def check_beside(out, resume) -> None:
+    """A resumed run writes beside the checkpoint it resumes from (`resume_config` sets out to its folder), not
+    into the folder stored in it: a checkpoint copied elsewhere must not write into the run it came from."""
+    if Path(out).resolve() != Path(resume).resolve().parent:
+        raise ValueError(f"TrainConfig.out {out} is not the folder of {resume}: a resumed run writes beside the "
+                         f"checkpoint it resumes from (copy the checkpoint into {out} to go on there)")
 
 
 def resolve(cfg: TrainConfig, num_images: int, world_size: int = 1) -> TrainConfig:
@@ -126,17 +136,13 @@ def resume_config(path, **overrides) -> TrainConfig:
     """The TrainConfig a checkpoint was trained with, with `overrides` applied and resume=path: continue
     a run without repeating its settings (as `train --resume` does).
 
-    The run continues beside the checkpoint it resumes from (out = its folder), not in the folder stored in it:
-    a checkpoint copied elsewhere must not write into the run it came from. Another `out` is refused."""
-    folder = Path(path).parent
-    if overrides.get("out") is not None and Path(overrides["out"]).resolve() != folder.resolve():
-        raise ValueError(f"TrainConfig.out {overrides['out']} is not the folder of {path}: a resumed run writes "
-                         f"beside the checkpoint it resumes from (copy it into {overrides['out']} to go on there)")
+    The run continues beside the checkpoint it resumes from (out = its folder, `check_beside`); another `out` is
+    refused."""
     stored = read_checkpoint(path).get("train_config") or {}
-    stored = {k: v for k, v in stored.items() if k != "stop_at"}  # where the last call stopped, not this one
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    # stop_at: where the last call stopped, not this one; out and resume: where that call ran
+    known = {f.name for f in dataclasses.fields(TrainConfig)} - {"stop_at", "out", "resume"}
     cfg = TrainConfig(**{k: v for k, v in stored.items() if k in known})
-    return dataclasses.replace(cfg, **{**overrides, "out": str(folder)}, resume=str(path))
+    return dataclasses.replace(cfg, **{"out": str(Path(path).parent), **overrides}, resume=str(path))
 
 
 def build_model_config(cfg: TrainConfig, num_classes: int) -> config_lib.ModelConfig:

@@ -131,9 +131,6 @@ class Run:
         self.scaler = grad_scaler(cfg.amp == "fp16")
         self.out = Path(cfg.out)
         self.log_path, self.last_ckpt = self.out / "metrics.jsonl", self.out / "last.pt"
-        if cfg.resume and self.out.resolve() != Path(cfg.resume).resolve().parent:
-            raise ValueError(f"TrainConfig.out {cfg.out} is not the folder of {cfg.resume}: a resumed run writes "
-                             f"beside the checkpoint it resumes from (training.resume_config sets it)")
         if self.rank == 0:
             paths.writable_folder(self.out)  # now, not after the first hour of training
         self.progress = self.resume() if cfg.resume else self.fresh()
