@@ -22,7 +22,8 @@ from torch.utils.data import DistributedSampler
 
 from minimaskrcnn import training
 from minimaskrcnn.evaluation import evaluate
-from minimaskrcnn.checkpoint import read_checkpoint
+from minimaskrcnn.checkpoint import read_checkpoint, save_checkpoint
+from minimaskrcnn.data.sources import CocoFiles, Shapes
 from minimaskrcnn.training.sampler import ResumableSampler, SeededSamples
 from minimaskrcnn.data import RandomHorizontalFlip, ShapesDataset
 from minimaskrcnn.training import TrainConfig, lr_at, resolve
@@ -264,6 +265,23 @@ def test_resume_config_restores_the_run_settings(tmp_path):
     cfg = training.resume_config(first.out / "last.pt", stop_at=None)
     assert (cfg.lr, cfg.iters, cfg.milestones, cfg.stop_at) == (0.03, 8, (0.5,), None)
     assert cfg.resume == str(first.out / "last.pt")
+    assert cfg.data == training.RunData(Shapes(16, 32, seed=3))  # what train() was given, recorded
+    state = read_checkpoint(first.out / "last.pt")
+    assert state["data"] == cfg.data.to_dict() and "data" not in state["train_config"]
+
+
+def test_a_checkpoint_of_the_previous_version_resumes_on_its_recorded_data(tmp_path):
+    """The previous version wrote its data twice: TrainConfig's data fields ("shapes", "annotations" or "custom",
+    num_images, val_split, ...) in train_config, and the record under "data". The record is what counts now."""
+    old_fields = {"data": "annotations", "split": "train2017", "val_split": None, "annotations": "/x/a.json",
+                  "images": "/x/img", "val_annotations": None, "val_images": None, "num_images": 2000,
+                  "num_val_images": 0, "image_size": 128, "data_seed": 0}
+    path = save_checkpoint(tmp_path / "last.pt", {
+        "model": {}, "train_config": {**old_fields, "iters": 77, "lr": 0.3, "out": "elsewhere"},
+        "data": {"train": {"kind": "coco", "annotations": "/x/a.json", "images": "/x/img"}, "val": None}})
+    cfg = training.resume_config(path)
+    assert (cfg.iters, cfg.lr, cfg.out) == (77, 0.3, str(tmp_path))
+    assert cfg.data == training.RunData(CocoFiles("/x/a.json", "/x/img"))
 
 
 def tiny_model_config(num_classes=4):

@@ -112,7 +112,7 @@ def markdown_table(results: dict) -> str:
     """The study's table: ours (mean ± std over seeds, x100 as in the paper) beside the paper's."""
     lines = [f"### {results['title']}", "",
              f"Ours: mean ± standard deviation over seeds {results['seeds']}, COCO AP x 100 on "
-             f"{results['train_config']['num_val_images']} held-out synthetic images. "
+             f"{held_out_images(results)} held-out synthetic images. "
              + (f"Paper: COCO, {results['paper_setting']}." if results["paper_setting"] != "-" else "Not in the paper."),
              "",
              "| variant | mask AP | AP50 | AP75 | box AP | AP50 | AP75 | paper mask AP | AP50 | AP75 |",
@@ -129,6 +129,13 @@ def markdown_table(results: dict) -> str:
                   f"{results.get('jobs', 1)} job(s) on {m['device']} ({m['threads']} thread(s) each); the runs "
                   f"took {results.get('run_seconds', results['wall_seconds']) / 60:.1f} min together."]
     return "\n".join(lines) + "\n"
+
+
+def held_out_images(results: dict) -> int:
+    """How many held-out images a study's runs were evaluated on. Its train_config holds the data record
+    (data/sources.py); results stored before TrainConfig held one say data="shapes" and num_val_images."""
+    train = results["train_config"]
+    return train["data"]["val"]["num_images"] if isinstance(train["data"], dict) else train["num_val_images"]
 
 
 def overview_table(results: dict[str, dict]) -> str:

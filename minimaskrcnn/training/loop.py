@@ -26,11 +26,11 @@ from .. import config as config_lib
 from .. import paths
 from ..checkpoint import copy_checkpoint, load_checkpoint, save_checkpoint
 from ..data import collate
-from ..data.sources import describe
+from ..data.sources import RunData, describe
 from ..devices import amp_dtype, pick_device
 from ..evaluation import evaluate, headline_ap
-from .config import TrainConfig, build_model_config, resolve
-from .datasets import build_datasets, recorded_data
+from .config import TrainConfig, build_model_config, resolve, settings
+from .datasets import build_datasets
 from .guards import check_finite_losses, one_line_errors, out_of_memory_hint, with_message
 from .log import append_record, drop_records_after, read_records
 from .runtime import (average_losses_and_stop, grad_scaler, init_distributed, process_seed, rng_state,
@@ -114,7 +114,9 @@ class Run:
             train_set, built_val = build_datasets(cfg)
             val_set = built_val if val_set is None else val_set
         self.train_set, self.val_set = train_set, val_set
-        self.cfg = cfg = recorded_data(resolve(cfg, len(train_set), self.world), train_set, val_set)
+        # the data record says what the datasets are, also when they were given here
+        cfg = dataclasses.replace(cfg, data=RunData(describe(train_set), describe(val_set)))
+        self.cfg = cfg = resolve(cfg, len(train_set), self.world)
         self.amp_dtype = amp_dtype(cfg.amp, self.device)
         if model is None:
             from ..model import MaskRCNN
@@ -267,10 +269,9 @@ class Run:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
                 "model_config": config_lib.to_dict(self.model_config) if self.model_config is not None else None,
-                "train_config": dataclasses.asdict(self.cfg), "progress": dataclasses.asdict(self.progress),
-                "rng": rngs,
+                "train_config": settings(self.cfg), "progress": dataclasses.asdict(self.progress), "rng": rngs,
                 # the data it trained on, and the held-out set `evaluate` uses by default (data/sources.py)
-                "data": {"train": describe(self.train_set), "val": describe(self.val_set)},
+                "data": self.cfg.data.to_dict(),
                 # what predict and evaluate need to name classes and map them back to COCO ids
                 "class_names": list(getattr(self.train_set, "class_names", [])),
                 "label_to_cat_id": dict(getattr(self.train_set, "label_to_cat_id", {}))}
