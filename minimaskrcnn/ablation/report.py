@@ -46,7 +46,8 @@ def difference(summary: list[dict], better: str, worse: str, metric: str) -> tup
 def effect(study: Study, summary: list[dict]) -> tuple[float, float] | None:
     """The study's headline difference on our data (its claim: better minus worse), with two standard
     errors, in AP points; None when the study has no claim or a metric was not measured."""
-    return difference(summary, *study.claim[:3]) if study.claim else None
+    c = study.claim
+    return difference(summary, c.better, c.worse, c.metric) if c is not None else None
 
 
 def paper_difference(study: Study, better: str, worse: str, metric: str) -> float | None:
@@ -58,22 +59,23 @@ def paper_difference(study: Study, better: str, worse: str, metric: str) -> floa
 
 def paper_effect(study: Study) -> float | None:
     """The paper's number for the study's headline difference, or None where the paper gives none."""
-    return paper_difference(study, *study.claim[:3]) if study.claim else None
+    c = study.claim
+    return paper_difference(study, c.better, c.worse, c.metric) if c is not None else None
 
 
 def verdict(study: Study, summary: list[dict], iters: int = ABLATION_ITERS) -> str:
     """Whether the study's headline effect shows on our data, judged against the seeds' spread.
 
     A difference counts when it exceeds twice the standard error of the difference of two means
-    (about a 95% two-sided test); "close" claims hold when the difference is within study.close_within AP
+    (about a 95% two-sided test); close claims hold when the difference is within study.close_within AP
     points. Runs of fewer than ABLATION_ITERS steps (`iters`) get no verdict: they did not train enough."""
     measured = effect(study, summary)
     if measured is None:
-        return "not measured" if study.claim else ""
+        return "not measured" if study.claim is not None else ""
     if iters < ABLATION_ITERS:
         return f"no verdict: {iters}-step runs, short of a study's {ABLATION_ITERS}"
     diff, two_se = measured
-    if len(study.claim) > 3:  # a "close" claim
+    if study.claim.close:
         return "reproduced" if abs(diff) <= study.close_within else "not reproduced"
     if two_se is None:
         return "one seed: no spread to judge it against"
@@ -91,11 +93,11 @@ def finding(study: Study, summary: list[dict], iters: int = ABLATION_ITERS) -> s
         return verdict(study, summary, iters)
     diff, two_se = measured
     labels = {r["variant"]: r["label"] for r in summary}
-    better, worse, metric = study.claim[:3]
+    better, worse, metric = study.claim.better, study.claim.worse, study.claim.metric
     name = metric.replace("_", " ")
-    if two_se is None and len(study.claim) == 3:
+    if two_se is None and not study.claim.close:
         return f"{labels[better]} minus {labels[worse]}: {diff:+.1f} {name} ({verdict(study, summary, iters)})."
-    spread = (f"close if within {study.close_within:g}" if len(study.claim) > 3
+    spread = (f"close if within {study.close_within:g}" if study.claim.close
               else f"2 standard errors: {two_se:.1f}")
     return f"{labels[better]} minus {labels[worse]}: {diff:+.1f} {name} ({spread}): {verdict(study, summary, iters)}."
 
@@ -146,7 +148,7 @@ def overview_table(results: dict[str, dict]) -> str:
     for data in results.values():
         study = get_study(data["study"])
         labels = short_labels(study)
-        better, worse, metric = study.claim[:3]
+        better, worse, metric = study.claim.better, study.claim.worse, study.claim.metric
         measured, paper = effect(study, data["summary"]), paper_effect(study)
         ours = "-"
         if measured is not None:
