@@ -1,5 +1,6 @@
-"""Where and how a run computes: processes (DistributedDataParallel under torchrun), seeds and the random
-generators' state, the fp16 loss scaler. (Devices and AMP dtypes, which inference shares, are in devices.py.)
+"""Where and how a run computes: processes (DistributedDataParallel under torchrun) and what they agree on at
+each step (the losses, whether to stop), seeds and the random generators' state, the fp16 loss scaler. (Devices
+and AMP dtypes, which inference shares, are in devices.py.)
 
 All of it lives here, in the training side, never in the model: the model only maps (images, targets) to
 losses, or images to detections.
