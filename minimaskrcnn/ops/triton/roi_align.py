@@ -69,7 +69,8 @@ def _walk_bin(x_ptr, grad_ptr, n, y1, x1, p, q, bin_h, bin_w, gy, gx, H, W, C, c
     """Bin (p, q)'s gy x gx sampling points: the one loop of the forward and the backward kernels.
 
     Each point is a bilinear blend of 4 pixels (channels c of each). SPREAD=False reads it: returns (acc, ties)
-    updated with each point's value: their sum, or (MAX) their max and how many points reach it. SPREAD=True
+    updated with each point's value: their sum, or (MAX) their max and, unless ties is None (the forward pass
+    does not need them), how many points reach it. SPREAD=True
     writes the gradient: atomically adds g times each of the 4 weights to its pixel of grad, for every point,
     or (MAX) for the points at the max `acc` (pixels of weight 0 are skipped: a point outside the map, or
     past the last row or column)."""
@@ -96,7 +97,8 @@ def _walk_bin(x_ptr, grad_ptr, n, y1, x1, p, q, bin_h, bin_w, gy, gx, H, W, C, c
                 tl.atomic_add(grad_ptr + hl, g * w_hl, mask=tl.where(w_hl != 0, share, False), sem="relaxed")
                 tl.atomic_add(grad_ptr + hh, g * w_hh, mask=tl.where(w_hh != 0, share, False), sem="relaxed")
             elif MAX:
-                ties = tl.where(v > acc, 1, tl.where(v == acc, ties + 1, ties))
+                if ties is not None:
+                    ties = tl.where(v > acc, 1, tl.where(v == acc, ties + 1, ties))
                 acc = tl.maximum(acc, v)
             else:
                 acc += v
@@ -118,10 +120,10 @@ def roi_align_forward_kernel(x_ptr, rois_ptr, box_ptr, out_ptr, H, W, C, samplin
         acc = tl.full([BLOCK_C], float("-inf"), x_ptr.dtype.element_ty)
     else:
         acc = tl.zeros([BLOCK_C], x_ptr.dtype.element_ty)
-    ties = tl.zeros([BLOCK_C], tl.int32)  # counted by the max's walk, used by its gradient only (compiled away here)
-    # a read walk writes nothing: out_ptr and acc stand in for the gradient's pointer and values
-    acc, ties = _walk_bin(x_ptr, out_ptr, n, y1, x1, p, q, bin_h, bin_w, gy, gx, H, W, C, c, c_ok, acc, ties, acc,
-                          False, MAX)
+    # a read walk writes nothing: out_ptr and acc stand in for the gradient's pointer and values; the max's ties
+    # matter to its gradient only (None: not counted)
+    acc, _ = _walk_bin(x_ptr, out_ptr, n, y1, x1, p, q, bin_h, bin_w, gy, gx, H, W, C, c, c_ok, acc, None, acc,
+                       False, MAX)
     if MAX:
         acc = tl.where(gy * gx > 0, acc, 0.0)  # a bin without points (zero-size RoI) is 0
     else:
