@@ -163,7 +163,7 @@ class Run:
         rngs = state.get("rng") or []
         if self.rank < len(rngs):
             set_rng_state(rngs[self.rank])
-        else:  # a Ctrl-C checkpoint of a distributed run holds rank 0's generators only
+        else:  # an emergency checkpoint of a distributed run holds rank 0's generators only
             seed_everything(process_seed(cfg.seed, self.rank, progress.step))
         if self.rank == 0:
             drop_records_after(self.log_path, progress.step)
