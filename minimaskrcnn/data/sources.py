@@ -146,8 +146,8 @@ def build(source: Source, transforms=None, skip_empty: bool = False):
                            transforms=transforms)
     if isinstance(source, Shapes):
         return ShapesDataset(source.num_images, source.image_size, seed=source.seed, transforms=transforms)
-    raise ValueError(f"the data {source.name} was a dataset object given to train(), which cannot be rebuilt from "
-                     f"its record: pass it again (train(..., train_set=...)), or name COCO-format data with "
+    raise ValueError(f"the data {source.name} cannot be built from its record (a dataset object given to train() "
+                     f"can only be given again, train(..., train_set=...)): name the data, with --data or "
                      f"--annotations and --images")
 
 
