@@ -6,7 +6,8 @@ A checkpoint is one `torch.save`d dict (`training.loop.Run.state` says what a tr
 
     "model":        the model's state_dict
     "model_config": config.to_dict(ModelConfig), to rebuild the model (`build_model_from_checkpoint`)
-    "optimizer", "scaler", "progress", "rng", "train_config", "data", ...: what a resumed run needs
+    "optimizer", "scaler", "progress", "rng", "train_config": what a resumed run needs
+    "data":         the data record of the run (data/sources.py RunData): what it trained and evaluates on
     "class_names", "label_to_cat_id": what predict and evaluate need to name classes and map them to COCO ids
 
     "checksum":     SHA-256 of everything above, tensors' bytes included (`content_checksum`)
@@ -161,7 +162,7 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module, model_confi
     compared with the config stored in the checkpoint. When the weights do not fit the model, a
     ValueError lists every missing / unexpected key and shape mismatch, and the differing config
     fields; when only fields that hold no weights differ (e.g. transform.min_size), a warning lists them.
-    Returns the whole checkpoint dict (step, rng, sampler, ... for resuming).
+    Returns the whole checkpoint dict (progress, rng, train_config, data, ... for resuming).
     """
     state = read_checkpoint(path, map_location)
     apply_checkpoint(state, model, model_config, optimizer, scaler, source=path)

@@ -240,6 +240,11 @@ def format_duration(seconds: float) -> str:
     return f"{m}m{s:02d}s"
 
 
+def headline_ap(metrics: dict) -> float:
+    """The headline number of `evaluate`'s metrics: mask AP when there is one, else box AP."""
+    return metrics["segm"]["AP"] if "segm" in metrics else metrics["bbox"]["AP"]
+
+
 def summary_line(metrics: dict, seconds: float | None = None) -> str:
     """`box AP 0.812 | mask AP 0.790 | keypoint AP 0.650 | 9m41s` (mask and keypoint AP when evaluated, the time
     part only when seconds is given)."""

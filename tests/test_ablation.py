@@ -11,6 +11,7 @@ import torch
 from minimaskrcnn import ablation
 from minimaskrcnn.data import ShapesDataset, collate
 from minimaskrcnn.model import MaskRCNN
+from minimaskrcnn.training import RunData
 
 STORED = Path(__file__).resolve().parents[1] / "benchmarks" / "ablations"
 
@@ -89,8 +90,8 @@ def test_close_claim():
 
 
 def test_a_tiny_study_runs_and_writes_its_table(tmp_path):
-    small = {"num_images": 4, "num_val_images": 2, "image_size": 64, "min_size": 64, "max_size": 64, "batch_size": 2, "warmup_iters": 1,
-             "log_every": 1}
+    small = {"data": RunData.shapes(4, 2, image_size=64), "min_size": 64, "max_size": 64, "batch_size": 2,
+             "warmup_iters": 1, "log_every": 1}
     results = ablation.run_study("agnostic", seeds=(0,), iters=1, out=str(tmp_path / "runs"),
                                command="test", overrides=small)
     assert [r["variant"] for r in results["runs"]] == ["specific", "agnostic"]
@@ -99,7 +100,7 @@ def test_a_tiny_study_runs_and_writes_its_table(tmp_path):
     paths = ablation.write_results(results, tmp_path / "results")
     assert all(p.exists() and p.stat().st_size > 0 for p in paths)
     md = paths[1].read_text()
-    assert "class-agnostic" in md and "29.7" in md and "Command: `test`" in md
+    assert "class-agnostic" in md and "29.7" in md and "Command: `test`" in md and "on 2 held-out" in md
     assert ablation.load_results(tmp_path / "results")["agnostic"]["runs"] == results["runs"]
 
 
@@ -232,7 +233,7 @@ def test_gain_by_stride_collects_roipool_and_roialign_from_three_studies():
 
 
 def test_a_study_can_train_some_of_its_variants(tmp_path):
-    small = {"num_images": 4, "num_val_images": 2, "image_size": 64, "min_size": 64, "max_size": 64, "batch_size": 2,
+    small = {"data": RunData.shapes(4, 2, image_size=64), "min_size": 64, "max_size": 64, "batch_size": 2,
              "log_every": 1}
     results = ablation.run_study("roi_layer", seeds=(0,), iters=1, out=str(tmp_path), overrides=small,
                                variants=["roialign_avg", "roipool"])
@@ -252,7 +253,7 @@ def test_ablate_writes_only_under_its_out_and_judges_no_run_that_did_not_train(t
     from minimaskrcnn.ablation import run as ablation_run
 
     stored_before = {p.name: p.read_bytes() for p in STORED.iterdir()}
-    tiny = dict(num_images=4, num_val_images=2, image_size=64, min_size=64, max_size=64, batch_size=2, log_every=1)
+    tiny = dict(data=RunData.shapes(4, 2, image_size=64), min_size=64, max_size=64, batch_size=2, log_every=1)
     shrink = ablation_run.study_train_config
     monkeypatch.setattr(ablation_run, "study_train_config",
                         lambda iters=None: dataclasses.replace(shrink(iters), **tiny))

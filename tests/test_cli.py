@@ -13,6 +13,8 @@ from PIL import Image
 from minimaskrcnn import cli, predict, training
 from minimaskrcnn.checkpoint import read_checkpoint, save_checkpoint
 from minimaskrcnn.data import CocoDataset, ShapesDataset
+from minimaskrcnn.data.sources import CocoFiles, RunData, Shapes
+from minimaskrcnn.training.config import settings
 from standin import StandIn
 
 
@@ -44,19 +46,31 @@ def test_train_flags_map_to_the_config(monkeypatch, tmp_path):
     monkeypatch.setenv("MINIMASKRCNN_COCO", str(tmp_path / "coco"))
     cfg = parse_train("--iters", "90", "--batch-size", "4", "--lr", "0.01", "--amp", "--min-size", "600",
                       "--val-split", "none", "--no-flip", "--workers", "3")
-    assert (cfg.iters, cfg.batch_size, cfg.lr, cfg.amp, cfg.min_size, cfg.val_split, cfg.flip, cfg.num_workers) \
-        == (90, 4, 0.01, "fp16", 600, None, False, 3)
-    assert (cfg.data, cfg.config) == (str(tmp_path / "coco"), "r50_fpn")  # COCO and the paper's model by default
+    assert (cfg.iters, cfg.batch_size, cfg.lr, cfg.amp, cfg.min_size, cfg.flip, cfg.num_workers) \
+        == (90, 4, 0.01, "fp16", 600, False, 3)
+    coco = tmp_path / "coco"  # COCO and the paper's model by default
+    assert cfg.data == RunData(CocoFiles(str(coco / "annotations" / "instances_train2017.json"), str(coco / "train2017")))
+    assert cfg.config == "r50_fpn"
     assert parse_train("--amp", "bf16").amp == "bf16"
+    assert parse_train("--split", "val2017").data == RunData.coco(coco, "val2017", "val2017")
     shapes = parse_train("--data", "shapes")
-    assert (shapes.data, shapes.config, shapes.iters) == ("shapes", "cpu_small", training.TrainConfig().iters)
+    assert (shapes.data, shapes.config, shapes.iters) == (RunData.shapes(), "cpu_small", training.TrainConfig().iters)
+    small = parse_train("--data", "shapes", "--num-images", "8", "--num-val-images", "0", "--image-size", "64")
+    assert small.data == RunData(Shapes(8, 64, seed=0))
+    files = parse_train("--annotations", "a.json", "--images", "img", "--val-split", "val2017")
+    assert (files.data, files.config) == (RunData(CocoFiles("a.json", "img")), "r50_fpn")  # held out only if named
 
 
 def test_resume_reuses_the_stored_settings_unless_given_again(tmp_path):
-    stored = training.TrainConfig(data="shapes", iters=77, lr=0.3, batch_size=3, out=str(tmp_path))
-    path = save_checkpoint(tmp_path / "last.pt", {"model": {}, "train_config": stored.__dict__})
+    stored = training.TrainConfig(data=RunData.shapes(50, 5), iters=77, lr=0.3, batch_size=3, out=str(tmp_path))
+    path = save_checkpoint(tmp_path / "last.pt", {"model": {}, "train_config": settings(stored),
+                                                  "data": stored.data.to_dict()})
     cfg = parse_train("--resume", str(path), "--lr", "0.1")
-    assert (cfg.iters, cfg.batch_size, cfg.lr, cfg.resume) == (77, 3, 0.1, str(path))
+    assert (cfg.iters, cfg.batch_size, cfg.lr, cfg.resume, cfg.data) == (77, 3, 0.1, str(path), stored.data)
+    # a data flag changes that part of the resumed run's data (here the held-out count), or names other data
+    assert parse_train("--resume", str(path), "--num-val-images", "7").data == RunData.shapes(50, 7)
+    other = parse_train("--resume", str(path), "--annotations", "a.json", "--images", "img").data
+    assert other == RunData(CocoFiles("a.json", "img"))
 
 
 def test_errors_are_one_line_naming_the_file(tmp_path, capsys):
@@ -198,6 +212,10 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(shapes_chec
     (["train", "--data", "shapes", "--epochs", "0"], "--epochs must be a number > 0; got 0.0"),
     (["train", "--data", "shapes", "--max-size", "1"], "--max-size must be an integer >= 32; got 1"),
     (["train", "--data", "shapes", "--device", "tpu"], "--device must be 'auto', 'cpu', 'cuda', 'cuda:<index>'"),
+    (["train", "--data", "shapes", "--num-images", "0"], "--num-images must be an integer >= 1; got 0"),
+    (["train", "--data", "shapes", "--num-val-images", "-1"], "--num-val-images must be an integer >= 0; got -1"),
+    (["train", "--data", "shapes", "--image-size", "8"], "--image-size must be an integer >= 16; got 8"),
+    (["demo", "--num-val-images", "-2"], "--num-val-images must be an integer >= 0; got -2"),
     (["demo", "--iters", "0"], "--iters must be an integer >= 1; got 0"),
     (["evaluate", "--checkpoint", "x.pt", "--device", "tpu"], "--device must be 'auto', 'cpu', 'cuda'"),
     (["predict", "--checkpoint", "x.pt", "a.png", "--device", "tpu"], "--device must be 'auto', 'cpu', 'cuda'"),

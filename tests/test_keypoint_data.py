@@ -257,11 +257,15 @@ def test_table_and_summary_line_with_keypoints():
 
 def test_a_checkpoint_record_rebuilds_the_keypoint_shapes():
     from minimaskrcnn.config import to_dict
-    from minimaskrcnn.data.sources import describe, evaluation_set, rebuild
+    from minimaskrcnn.data.sources import RunData, Shapes, build, describe, evaluation_set, source_from_dict, source_to_dict
 
     record = describe(ShapesDataset(5, 48, seed=2, keypoints=True))
-    assert record == {"kind": "shapes", "num_images": 5, "image_size": 48, "seed": 2, "keypoints": True}
-    assert rebuild(record).num_keypoints == 11 and "keypoints" not in describe(ShapesDataset(5, 48))
-    state = {"model_config": to_dict(cpu_small_keypoints()), "train_config": {"image_size": 48, "data_seed": 2}}
-    assert evaluation_set(state, "x.pt", data="shapes", num_images=3).num_keypoints == 11  # held out, seed 3
+    assert record == Shapes(5, 48, 2, keypoints=True)
+    assert source_to_dict(record) == {"kind": "shapes", "num_images": 5, "image_size": 48, "seed": 2, "keypoints": True}
+    assert source_from_dict({"kind": "shapes", "num_images": 5, "image_size": 48, "seed": 2}).keypoints is False  # older
+    assert build(record).num_keypoints == 11 and not describe(ShapesDataset(5, 48)).keypoints
+    data = RunData(Shapes(5, 48, seed=2)).to_dict()  # recorded without keypoints: the model says it predicts them
+    state = {"model_config": to_dict(cpu_small_keypoints()), "data": data}
+    held_out = evaluation_set(state, "x.pt", data="shapes", num_images=3)
+    assert held_out.num_keypoints == 11 and (held_out.seed, held_out.image_size, len(held_out)) == (3, 48, 3)
     assert evaluation_set({}, "x.pt", data="shapes", num_images=3).num_keypoints == 0

@@ -91,11 +91,9 @@ def test_train_evaluate_and_resume_on_an_export_through_the_cli(export, tmp_path
                          "--val-annotations", str(ann_file), "--val-images", str(images),
                          "--iters", "6", "--stop-at", "4", "--out", str(run), *CPU_SMALL_96]) == 0
         state = read_checkpoint(run / "last.pt")
-        trained = state["train_config"]
-        assert (trained["data"], trained["annotations"], trained["images"]) == (
-            "annotations", str(ann_file.resolve()), str(images.resolve()))
-        assert state["data"]["val"] == {"kind": "coco", "annotations": str(ann_file.resolve()),
-                                        "images": str(images.resolve())}
+        recorded = {"kind": "coco", "annotations": str(ann_file.resolve()), "images": str(images.resolve())}
+        assert state["data"] == {"train": recorded, "val": recorded}
+        assert "data" not in state["train_config"]  # the data is described once, in the record
         assert state["class_names"] == ["background", "square", "triangle"]
         capsys.readouterr()
 
@@ -122,12 +120,12 @@ def test_a_checkpoint_trained_through_the_python_api_records_its_data(export, tm
         val_set = CocoDataset(ann_file=ann_file, image_dir=images)
     cfg = training.TrainConfig(config="cpu_small", min_size=SIZE, max_size=SIZE, iters=2, batch_size=2,
                              warmup_iters=1, progress=False, out=str(tmp_path / "api"))
-    assert cfg.data == "shapes"  # TrainConfig's default, which the datasets given here replace
+    assert cfg.data == training.RunData.shapes()  # TrainConfig's default, which the datasets given here replace
     torch.manual_seed(0)
     training.train(cfg, train_set=train_set, val_set=val_set)
     state = read_checkpoint(tmp_path / "api" / "last.pt")
-    assert state["train_config"]["data"] == "annotations"
-    assert state["train_config"]["annotations"] == str(ann_file.resolve())
+    assert state["data"]["train"] == {"kind": "coco", "annotations": str(ann_file.resolve()),
+                                      "images": str(images.resolve())}
     capsys.readouterr()
     with pytest.warns(UserWarning, match=r"instances_default.json: left out 1 annotations"):  # the same export
         assert cli.main(["evaluate", "--checkpoint", str(tmp_path / "api" / "last.pt"), "--device", "cpu"]) == 0

@@ -22,7 +22,8 @@ from torch.utils.data import DistributedSampler
 
 from minimaskrcnn import training
 from minimaskrcnn.evaluation import evaluate
-from minimaskrcnn.checkpoint import read_checkpoint
+from minimaskrcnn.checkpoint import read_checkpoint, save_checkpoint
+from minimaskrcnn.data.sources import CocoFiles, Shapes
 from minimaskrcnn.training.sampler import ResumableSampler, SeededSamples
 from minimaskrcnn.data import RandomHorizontalFlip, ShapesDataset
 from minimaskrcnn.training import TrainConfig, lr_at, resolve
@@ -174,10 +175,10 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, capsys):
     torch.manual_seed(0)
     model = ToyModel()
     model.forward = Interrupt(model, 6, KeyboardInterrupt())
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match=r"interrupted at once: saved .*last\.pt at step 5; continue"):
         training.train(toy_cfg(tmp_path, "interrupted"), model=model, train_set=shapes())
     out = tmp_path / "interrupted"
-    assert "interrupted at step 5" in capsys.readouterr().out
+    assert "interrupted at once: saved" in capsys.readouterr().out  # the CLI shows a KeyboardInterrupt's message
     assert read_checkpoint(out / "last.pt")["progress"]["step"] == 5
     resumed = toy_train(toy_cfg(tmp_path, "interrupted", resume=str(out / "last.pt")))
     assert [r["loss"] for r in records(resumed.out)] == [r["loss"] for r in records(straight.out)]
@@ -264,6 +265,23 @@ def test_resume_config_restores_the_run_settings(tmp_path):
     cfg = training.resume_config(first.out / "last.pt", stop_at=None)
     assert (cfg.lr, cfg.iters, cfg.milestones, cfg.stop_at) == (0.03, 8, (0.5,), None)
     assert cfg.resume == str(first.out / "last.pt")
+    assert cfg.data == training.RunData(Shapes(16, 32, seed=3))  # what train() was given, recorded
+    state = read_checkpoint(first.out / "last.pt")
+    assert state["data"] == cfg.data.to_dict() and "data" not in state["train_config"]
+
+
+def test_a_checkpoint_of_the_previous_version_resumes_on_its_recorded_data(tmp_path):
+    """The previous version wrote its data twice: TrainConfig's data fields ("shapes", "annotations" or "custom",
+    num_images, val_split, ...) in train_config, and the record under "data". The record is what counts now."""
+    old_fields = {"data": "annotations", "split": "train2017", "val_split": None, "annotations": "/x/a.json",
+                  "images": "/x/img", "val_annotations": None, "val_images": None, "num_images": 2000,
+                  "num_val_images": 0, "image_size": 128, "data_seed": 0}
+    path = save_checkpoint(tmp_path / "last.pt", {
+        "model": {}, "train_config": {**old_fields, "iters": 77, "lr": 0.3, "out": "elsewhere"},
+        "data": {"train": {"kind": "coco", "annotations": "/x/a.json", "images": "/x/img"}, "val": None}})
+    cfg = training.resume_config(path)
+    assert (cfg.iters, cfg.lr, cfg.out) == (77, 0.3, str(tmp_path))
+    assert cfg.data == training.RunData(CocoFiles("/x/a.json", "/x/img"))
 
 
 def tiny_model_config(num_classes=4):
@@ -359,50 +377,74 @@ def same_run(a, b):
         assert torch.equal(v, b.model.state_dict()[k]), k
 
 
-def signal_in_forward(model, step: int, signum=None, error=None):
-    """Send `signum` to this process (or raise `error`) from inside the model's forward pass of training step
-    `step`, after the first BatchNorm has already updated its running statistics."""
+def signal_in_forward(model, step: int, signum=None, error=None, times: int = 1):
+    """Send `signum` to this process `times` times (or raise `error`) from inside the model's forward pass of
+    training step `step`, after the first BatchNorm has already updated its running statistics."""
     bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
     calls = []
 
     def hook(module, inputs, output):
         calls.append(1)
         if len(calls) == step and module.training:
-            if signum is not None:
-                os.kill(os.getpid(), signum)
-            else:
+            if signum is None:
                 raise error
+            for _ in range(times):  # os.kill runs this process's handler before it returns
+                os.kill(os.getpid(), signum)
 
     bn.register_forward_hook(hook)
 
 
-@pytest.mark.parametrize("how", ["ctrl-c", "ctrl-c twice"])
-def test_an_interrupt_mid_forward_resumes_bit_for_bit(tmp_path, one_thread, how):
-    """BatchNorm updates its statistics during the forward pass: a checkpoint saved where the interrupt landed
-    would be one batch ahead. The first Ctrl-C lets the step finish and saves after it; a second one (a raw
-    KeyboardInterrupt where it lands) saves the state before the step, BatchNorm statistics restored."""
+KW_MID_FORWARD = dict(iters=6, optimizer="adamw", lr=1e-3, warmup_iters=2, batch_size=2)
+
+
+def tiny_real_model():
     from minimaskrcnn.model import MaskRCNN
 
-    kw = dict(iters=6, optimizer="adamw", lr=1e-3, warmup_iters=2, batch_size=2)
-    train_set = ShapesDataset(8, image_size=64, seed=4, transforms=RandomHorizontalFlip(0.5))
+    torch.manual_seed(1)
+    return MaskRCNN(tiny_model_config())
 
-    def model():
-        torch.manual_seed(1)
-        return MaskRCNN(tiny_model_config())
 
-    straight = training.train(toy_cfg(tmp_path, "straight", **kw), model=model(), train_set=train_set)
-    stopped = model()
-    if how == "ctrl-c":
-        signal_in_forward(stopped, 3, signum=signal.SIGINT)
+def shapes_64():
+    return ShapesDataset(8, image_size=64, seed=4, transforms=RandomHorizontalFlip(0.5))
+
+
+@pytest.fixture(scope="module")
+def straight_tiny_run(tmp_path_factory):
+    """The tiny real model's 6 steps, never stopped: what every stopped and resumed run below must repeat."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield training.train(toy_cfg(tmp_path_factory.mktemp("tiny"), "straight", **KW_MID_FORWARD),
+                             model=tiny_real_model(), train_set=shapes_64())
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "ctrl-c twice", "sigterm twice", "error"])
+def test_a_stop_mid_forward_resumes_bit_for_bit(tmp_path, one_thread, straight_tiny_run, how):
+    """BatchNorm updates its statistics during the forward pass: a checkpoint saved where a stop landed would
+    be one batch ahead. The first Ctrl-C lets the step finish and saves after it. A second Ctrl-C or SIGTERM
+    (raised where it lands) and an error take the one emergency path: it saves the state of before the step,
+    BatchNorm statistics restored, and says so."""
+    from minimaskrcnn.training.stop import Terminated
+
+    stopped = tiny_real_model()
+    if how == "error":
+        signal_in_forward(stopped, 3, error=RuntimeError("disk full"))
     else:
-        signal_in_forward(stopped, 3, error=KeyboardInterrupt())
-    with pytest.raises(KeyboardInterrupt):
-        training.train(toy_cfg(tmp_path, "stopped", **kw), model=stopped, train_set=train_set)
+        signal_in_forward(stopped, 3, signum=signal.SIGTERM if how.startswith("sigterm") else signal.SIGINT,
+                          times=2 if how.endswith("twice") else 1)
+    raised, message = {"ctrl-c": (KeyboardInterrupt, r"^stopped at step 3: saved"),
+                       "ctrl-c twice": (KeyboardInterrupt, r"^interrupted at once: saved .*last\.pt at step 2; "),
+                       "sigterm twice": (Terminated, r"^terminated at once: saved .*last\.pt at step 2; continue"),
+                       "error": (RuntimeError, r"^disk full; saved .*last\.pt at step 2: fix the problem")}[how]
+    with pytest.raises(raised, match=message):
+        training.train(toy_cfg(tmp_path, "stopped", **KW_MID_FORWARD), model=stopped, train_set=shapes_64())
     saved = read_checkpoint(tmp_path / "stopped" / "last.pt")["progress"]["step"]
     assert saved == (3 if how == "ctrl-c" else 2)
-    resumed = training.train(toy_cfg(tmp_path, "stopped", resume=str(tmp_path / "stopped" / "last.pt"), **kw),
-                             model=model(), train_set=train_set)
-    same_run(straight, resumed)
+    resumed = training.train(toy_cfg(tmp_path, "stopped", resume=str(tmp_path / "stopped" / "last.pt"),
+                                     **KW_MID_FORWARD), model=tiny_real_model(), train_set=shapes_64())
+    same_run(straight_tiny_run, resumed)
 
 
 def test_sigterm_saves_after_the_step_and_exits_143(tmp_path):

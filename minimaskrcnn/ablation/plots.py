@@ -75,7 +75,7 @@ def plot_effects(results: dict[str, dict]):
     names = []
     for i, data in enumerate(results.values()):
         study = get_study(data["study"])
-        better, worse, metric = study.claim[:3]
+        better, worse, metric = study.claim.better, study.claim.worse, study.claim.metric
         labels = short_labels(study)
         names.append(f"{study.name}\n{labels[better]}\nminus {labels[worse]}\n{metric.replace('_', ' ')}")
         measured, paper = effect(study, data["summary"]), paper_effect(study)

@@ -46,7 +46,8 @@ def difference(summary: list[dict], better: str, worse: str, metric: str) -> tup
 def effect(study: Study, summary: list[dict]) -> tuple[float, float] | None:
     """The study's headline difference on our data (its claim: better minus worse), with two standard
     errors, in AP points; None when the study has no claim or a metric was not measured."""
-    return difference(summary, *study.claim[:3]) if study.claim else None
+    c = study.claim
+    return difference(summary, c.better, c.worse, c.metric) if c is not None else None
 
 
 def paper_difference(study: Study, better: str, worse: str, metric: str) -> float | None:
@@ -58,22 +59,23 @@ def paper_difference(study: Study, better: str, worse: str, metric: str) -> floa
 
 def paper_effect(study: Study) -> float | None:
     """The paper's number for the study's headline difference, or None where the paper gives none."""
-    return paper_difference(study, *study.claim[:3]) if study.claim else None
+    c = study.claim
+    return paper_difference(study, c.better, c.worse, c.metric) if c is not None else None
 
 
 def verdict(study: Study, summary: list[dict], iters: int = ABLATION_ITERS) -> str:
     """Whether the study's headline effect shows on our data, judged against the seeds' spread.
 
     A difference counts when it exceeds twice the standard error of the difference of two means
-    (about a 95% two-sided test); "close" claims hold when the difference is within study.close_within AP
+    (about a 95% two-sided test); close claims hold when the difference is within study.close_within AP
     points. Runs of fewer than ABLATION_ITERS steps (`iters`) get no verdict: they did not train enough."""
     measured = effect(study, summary)
     if measured is None:
-        return "not measured" if study.claim else ""
+        return "not measured" if study.claim is not None else ""
     if iters < ABLATION_ITERS:
         return f"no verdict: {iters}-step runs, short of a study's {ABLATION_ITERS}"
     diff, two_se = measured
-    if len(study.claim) > 3:  # a "close" claim
+    if study.claim.close:
         return "reproduced" if abs(diff) <= study.close_within else "not reproduced"
     if two_se is None:
         return "one seed: no spread to judge it against"
@@ -91,11 +93,11 @@ def finding(study: Study, summary: list[dict], iters: int = ABLATION_ITERS) -> s
         return verdict(study, summary, iters)
     diff, two_se = measured
     labels = {r["variant"]: r["label"] for r in summary}
-    better, worse, metric = study.claim[:3]
+    better, worse, metric = study.claim.better, study.claim.worse, study.claim.metric
     name = metric.replace("_", " ")
-    if two_se is None and len(study.claim) == 3:
+    if two_se is None and not study.claim.close:
         return f"{labels[better]} minus {labels[worse]}: {diff:+.1f} {name} ({verdict(study, summary, iters)})."
-    spread = (f"close if within {study.close_within:g}" if len(study.claim) > 3
+    spread = (f"close if within {study.close_within:g}" if study.claim.close
               else f"2 standard errors: {two_se:.1f}")
     return f"{labels[better]} minus {labels[worse]}: {diff:+.1f} {name} ({spread}): {verdict(study, summary, iters)}."
 
@@ -112,7 +114,7 @@ def markdown_table(results: dict) -> str:
     """The study's table: ours (mean ± std over seeds, x100 as in the paper) beside the paper's."""
     lines = [f"### {results['title']}", "",
              f"Ours: mean ± standard deviation over seeds {results['seeds']}, COCO AP x 100 on "
-             f"{results['train_config']['num_val_images']} held-out synthetic images. "
+             f"{held_out_images(results)} held-out synthetic images. "
              + (f"Paper: COCO, {results['paper_setting']}." if results["paper_setting"] != "-" else "Not in the paper."),
              "",
              "| variant | mask AP | AP50 | AP75 | box AP | AP50 | AP75 | paper mask AP | AP50 | AP75 |",
@@ -131,6 +133,13 @@ def markdown_table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def held_out_images(results: dict) -> int:
+    """How many held-out images a study's runs were evaluated on. Its train_config holds the data record
+    (data/sources.py); results stored before TrainConfig held one say data="shapes" and num_val_images."""
+    train = results["train_config"]
+    return train["data"]["val"]["num_images"] if isinstance(train["data"], dict) else train["num_val_images"]
+
+
 def overview_table(results: dict[str, dict]) -> str:
     """One line per study (Markdown): the headline difference in the paper and here, the verdict,
     and the study's wall time. The README shows this table for the stored results."""
@@ -139,7 +148,7 @@ def overview_table(results: dict[str, dict]) -> str:
     for data in results.values():
         study = get_study(data["study"])
         labels = short_labels(study)
-        better, worse, metric = study.claim[:3]
+        better, worse, metric = study.claim.better, study.claim.worse, study.claim.metric
         measured, paper = effect(study, data["summary"]), paper_effect(study)
         ours = "-"
         if measured is not None:

@@ -16,6 +16,7 @@ import torch
 
 from .. import config as config_lib
 from ..training import DEMO, TrainConfig, build_datasets, build_model_config, train
+from ..training.config import settings
 from .plots import plot_study
 from .report import finding, markdown_table, summarize
 from .studies import ABLATION_ITERS, METRICS, STUDIES, Study, Variant, get_study, select_variants
@@ -66,7 +67,7 @@ def run_study(name: str, seeds=(0, 1, 2), iters: int | None = None, out: str = "
     """Train every variant of study `name` with every seed, each run in out/runs/<study>/<variant>/seed<k>;
     return the results dict (see write_results, which `ablate` calls with the same `out`).
 
-    overrides: TrainConfig fields to change for every run (tests use it to shrink the data).
+    overrides: TrainConfig fields to change for every run (tests use it to shrink the data: data=RunData.shapes(8)).
     jobs > 1 runs that many trainings at once in separate processes, one thread each (a many-core
     machine or a GPU); every run is seeded on its own, so the results do not depend on jobs.
     variants: names of the variants to train (default: all); the summary then holds only those."""
@@ -82,7 +83,7 @@ def run_study(name: str, seeds=(0, 1, 2), iters: int | None = None, out: str = "
             runs = list(pool.map(run_one, *zip(*tasks), [1] * len(tasks)))
     else:
         runs = [run_one(*task) for task in tasks]
-    train = dataclasses.asdict(base)
+    train = {**settings(base), "data": base.data.to_dict()}  # the schedule and data every run shares
     train.pop("seed"), train.pop("out")
     return {"study": name, "title": study.title, "paper_setting": study.paper_setting,
             "expectation": study.expectation, "command": command, "seeds": list(seeds),

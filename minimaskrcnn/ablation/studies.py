@@ -34,6 +34,16 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A study's headline effect, to check on our data: `better` minus `worse` on `metric` (e.g. "mask_AP75") is
+    positive beyond the seeds' spread, or, for a `close` claim, within the study's close_within AP points."""
+    better: str  # variant names
+    worse: str
+    metric: str
+    close: bool = False
+
+
+@dataclass(frozen=True)
 class Study:
     name: str
     title: str
@@ -41,8 +51,8 @@ class Study:
     variants: tuple
     common: dict = field(default_factory=dict)  # RoIHeadsConfig fields every variant sets
     expectation: str = ""  # the paper's headline effect, in words
-    claim: tuple = ()  # (better, worse, metric): the headline effect to check, or (a, b, metric, "close")
-    close_within: float = 2.0  # AP points within which a "close" claim holds (the paper's gap: 0.6)
+    claim: Claim | None = None  # the headline effect to check (None: none)
+    close_within: float = 2.0  # AP points within which a close claim holds (the paper's gap: 0.6)
 
 
 # Optimizer steps per run: the demo's full schedule. At half of it (450 steps) the runs were still on
@@ -65,32 +75,32 @@ STUDIES = {s.name: s for s in (
         Variant("roialign_max", "RoIAlign (max)", {"pooler": "align", "pool_mode": "max"}, {"mask": (30.2, 51.0, 31.8)}),
         Variant("roialign_avg", "RoIAlign (avg)", ALIGN_AVG, {"mask": (30.3, 51.2, 31.5)}),
     ), STRIDE_16, "RoIAlign beats RoIPool and RoIWarp by about 3 AP, most of it at AP75; max and avg tie.",
-        ("roialign_avg", "roipool", "mask_AP75")),
+        Claim("roialign_avg", "roipool", "mask_AP75")),
     Study("large_stride", "RoIPool vs RoIAlign at stride 32 (Table 2d)", "ResNet-50-C5", (
         Variant("roipool", "RoIPool", {"pooler": "pool"}, {"mask": (23.6, 46.5, 21.6), "box": (28.2, 52.7, 26.9)}),
         Variant("roialign", "RoIAlign", ALIGN_AVG, {"mask": (30.9, 51.8, 32.1), "box": (34.0, 55.3, 36.4)}),
     ), STRIDE_32, "At stride 32 the gap grows: +7.3 mask AP, +10.5 AP75, and +5.8 box AP.",
-        ("roialign", "roipool", "mask_AP75")),
+        Claim("roialign", "roipool", "mask_AP75")),
     Study("mask_loss", "Multinomial vs independent masks (Table 2b)", "ResNet-50-C4", (
         Variant("softmax", "softmax (multinomial)", {"mask_loss": "softmax"}, {"mask": (24.8, 44.1, 25.1)}),
         Variant("sigmoid", "sigmoid (binary, ours)", {"mask_loss": "sigmoid"}, {"mask": (30.3, 51.2, 31.5)}),
     ), {}, "Decoupling masks from classes (sigmoid) beats the softmax by 5.5 mask AP.",
-        ("sigmoid", "softmax", "mask_AP")),
+        Claim("sigmoid", "softmax", "mask_AP")),
     Study("agnostic", "Class-specific vs class-agnostic masks (Sec. 4.2)", "ResNet-50-C4", (
         Variant("specific", "class-specific", {"class_agnostic_masks": False}, {"mask": (30.3, None, None)}),
         Variant("agnostic", "class-agnostic", {"class_agnostic_masks": True}, {"mask": (29.7, None, None)}),
     ), {}, "A single class-agnostic mask is nearly as good: 29.7 against 30.3 mask AP.",
-        ("specific", "agnostic", "mask_AP", "close")),
+        Claim("specific", "agnostic", "mask_AP", close=True)),
     Study("mask_head", "Mask branch: MLP vs FCN (Table 2e)", "ResNet-50-FPN", (
         Variant("mlp", "MLP (2 fc layers)", {"mask_head": "mlp"}, {"mask": (31.5, 53.7, 32.8)}),
         Variant("fcn", "FCN (convs + deconv)", {"mask_head": "fcn"}, {"mask": (33.6, 55.2, 35.3)}),
     ), {}, "The FCN, which keeps the mask's spatial layout, beats the MLP by 2.1 mask AP.",
-        ("fcn", "mlp", "mask_AP")),
+        Claim("fcn", "mlp", "mask_AP")),
     Study("aligned", "RoIAlign: aligned=False vs aligned=True (not in the paper)", "-", (
         Variant("unaligned", "aligned=False (paper, torchvision)", {"aligned": False}),
         Variant("aligned", "aligned=True (half-pixel shift)", {"aligned": True}),
     ), ALIGN_AVG, "Not in the paper. Detectron2 reports aligned=True as slightly better.",
-        ("aligned", "unaligned", "mask_AP75")),
+        Claim("aligned", "unaligned", "mask_AP75")),
     Study("strides", "RoIPool vs RoIAlign at strides 4 and 8 (not in the paper)", "-", (
         Variant("roipool_s4", "RoIPool, stride 4", {"pooler": "pool", "pool_levels": ("p2",)}),
         Variant("roialign_s4", "RoIAlign, stride 4", {**ALIGN_AVG, "pool_levels": ("p2",)}),
@@ -98,7 +108,7 @@ STUDIES = {s.name: s for s in (
         Variant("roialign_s8", "RoIAlign, stride 8", {**ALIGN_AVG, "pool_levels": ("p3",)}),
     ), {}, "Not in the paper as such; with 2c (stride 16) and 2d (stride 32) it gives RoIAlign's gain "
            "against the stride, which the paper finds grows from 16 to 32.",
-        ("roialign_s8", "roipool_s8", "mask_AP75")),
+        Claim("roialign_s8", "roipool_s8", "mask_AP75")),
 )}
 
 

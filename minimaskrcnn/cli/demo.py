@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from ..training import DEMO, build_datasets, train
+from ..training import DEMO, RunData, build_datasets, train
 from .train import in_flag_terms
 
 
@@ -24,7 +24,8 @@ def run(args) -> None:
 
     start = time.perf_counter()
     try:
-        cfg = dataclasses.replace(DEMO, out=args.out, num_val_images=args.num_val_images, device=args.device,
+        held_out = DEMO.data.train.held_out(args.num_val_images)  # the demo's shapes, as many held out as asked
+        cfg = dataclasses.replace(DEMO, out=args.out, data=RunData(DEMO.data.train, held_out), device=args.device,
                                   iters=DEMO.iters if args.iters is None else args.iters)
     except ValueError as e:
         raise in_flag_terms(e) from e

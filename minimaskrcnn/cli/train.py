@@ -1,26 +1,17 @@
-"""`python -m minimaskrcnn train`: flags that map one to one onto TrainConfig's fields, or `--resume` a run
-with its stored settings (flags given again override them)."""
+"""`python -m minimaskrcnn train`: flags that map one to one onto TrainConfig's fields, and data flags that
+together name its data record (data/sources.py); or `--resume` a run with its stored settings and data (flags
+given again override them)."""
 from __future__ import annotations
 
-from .. import paths
+import dataclasses
+
+from ..data.sources import CocoFiles, RunData, Shapes
 from ..training import TrainConfig, resume_config, train
 
 # flag -> (TrainConfig field, type, help); defaults come from TrainConfig (or the resumed checkpoint)
 TRAIN_FLAGS = {
     "--config": ("config", str, "model preset: cpu_small, r50_fpn, r50_c4 (default: cpu_small for "
                                 "--data shapes, else r50_fpn)"),
-    "--data": ("data", str, "COCO root folder, or 'shapes' for the synthetic data (default: $MINIMASKRCNN_COCO, "
-                            "else the downloaded COCO (data/coco in a clone, see paths.py), else the shipped sample)"),
-    "--annotations": ("annotations", str, "your own data: a COCO-format JSON (CVAT, Labelme, Roboflow export); "
-                                          "replaces --data and --split"),
-    "--images": ("images", str, "the image folder of --annotations (file_name is relative to it)"),
-    "--val-annotations": ("val_annotations", str, "a held-out COCO-format JSON evaluated at the end"),
-    "--val-images": ("val_images", str, "the image folder of --val-annotations"),
-    "--split": ("split", str, "COCO split to train on (default train2017)"),
-    "--val-split": ("val_split", str, "COCO split evaluated at the end, 'none' for no evaluation (default val2017)"),
-    "--num-images": ("num_images", int, "synthetic training images (--data shapes)"),
-    "--num-val-images": ("num_val_images", int, "held-out synthetic images evaluated at the end (--data shapes)"),
-    "--image-size": ("image_size", int, "synthetic image side in pixels (--data shapes)"),
     "--iters": ("iters", int, "optimizer steps in all"),
     "--epochs": ("epochs", float, "train this many passes over the data instead of --iters"),
     "--batch-size": ("batch_size", int, "images per step per process"),
@@ -42,9 +33,29 @@ TRAIN_FLAGS = {
     "--max-size": ("max_size", int, "cap the longer image side (pixels; paper: 1333)"),
 }
 
+# flag -> (argument of data_from_flags, type, help): together they name TrainConfig.data (data/sources.py)
+DATA_FLAGS = {
+    "--data": ("data", str, "COCO root folder, or 'shapes' for the synthetic data (default: $MINIMASKRCNN_COCO, "
+                            "else the downloaded COCO (data/coco in a clone, see paths.py), else the shipped sample)"),
+    "--annotations": ("annotations", str, "your own data: a COCO-format JSON (CVAT, Labelme, Roboflow export); "
+                                          "replaces --data and --split"),
+    "--images": ("images", str, "the image folder of --annotations (file_name is relative to it)"),
+    "--val-annotations": ("val_annotations", str, "a held-out COCO-format JSON evaluated at the end"),
+    "--val-images": ("val_images", str, "the image folder of --val-annotations"),
+    "--split": ("split", str, "COCO split to train on (default train2017)"),
+    "--val-split": ("val_split", str, "COCO split evaluated at the end, 'none' for no evaluation (default val2017)"),
+    "--num-images": ("num_images", int, "synthetic training images (--data shapes)"),
+    "--num-val-images": ("num_val_images", int, "held-out synthetic images evaluated at the end (--data shapes)"),
+    "--image-size": ("image_size", int, "synthetic image side in pixels (--data shapes)"),
+}
+
+# what the data records call the flags' values, in their error messages
+DATA_TERMS = {"Shapes.num_images": "--num-images", "Shapes.image_size": "--image-size",
+              "Shapes.held_out.num_images": "--num-val-images"}
+
 
 def add_arguments(p) -> None:
-    for flag, (field, type_, help_) in TRAIN_FLAGS.items():
+    for flag, (field, type_, help_) in {**DATA_FLAGS, **TRAIN_FLAGS}.items():
         p.add_argument(flag, dest=field, type=type_, default=None, help=help_)
     p.add_argument("--amp", nargs="?", const="fp16", default=None, choices=["off", "fp16", "bf16"],
                    help="mixed precision on CUDA: --amp (fp16 with a GradScaler) or --amp bf16")
@@ -59,23 +70,57 @@ def train_config_from_args(args) -> TrainConfig:
     """Explicit flags over the resumed checkpoint's settings (with --resume) or TrainConfig's defaults."""
     given = {field: getattr(args, field) for field, *_ in TRAIN_FLAGS.values() if getattr(args, field) is not None}
     given.update({k: getattr(args, k) for k in ("amp", "flip", "progress") if getattr(args, k) is not None})
-    if given.get("val_split", "").lower() == "none":
-        given["val_split"] = None
-    if ("annotations" in given) != ("images" in given):
+    data_flags = {name: getattr(args, name) for name, *_ in DATA_FLAGS.values() if getattr(args, name) is not None}
+    if ("annotations" in data_flags) != ("images" in data_flags):
         raise ValueError("--annotations and --images go together: a COCO-format JSON and its image folder")
-    if ("val_annotations" in given) != ("val_images" in given):
+    if ("val_annotations" in data_flags) != ("val_images" in data_flags):
         raise ValueError("--val-annotations and --val-images go together: a COCO-format JSON and its image folder")
-    if "annotations" in given:
-        given["data"] = "annotations"
-        given.setdefault("val_split", None)  # a held-out set only when --val-annotations names one
     try:
         if args.resume:
-            return resume_config(args.resume, **given)
-        data = given.pop("data", None) or str(paths.coco_root())
-        config = given.pop("config", None) or ("cpu_small" if data == "shapes" else "r50_fpn")
+            cfg = resume_config(args.resume, **given)
+            data = data_from_flags(data_flags, cfg.data)
+            return dataclasses.replace(cfg, data=data) if data is not None else cfg
+        data = data_from_flags(data_flags) or RunData.coco()
+        config = given.pop("config", None) or ("cpu_small" if isinstance(data.train, Shapes) else "r50_fpn")
         return TrainConfig(config=config, data=data, **given)
     except ValueError as e:
         raise in_flag_terms(e) from e
+
+
+def data_from_flags(flags: dict, resumed: RunData | None = None) -> RunData | None:
+    """The data the data flags name (None when none is given): --annotations and --images your own files,
+    --data shapes the synthetic shapes, else a COCO root (--data, default paths.coco_root()) and its splits.
+    With --resume, flags that do not name other data (--num-val-images, --val-annotations, ...) change the
+    resumed run's data, as they would have changed its flags."""
+    if not flags:
+        return None
+    if resumed is not None and "data" not in flags and "annotations" not in flags:
+        base = flags_of(resumed)
+        if not base:  # dataset objects given to train(): only naming other data replaces them
+            return None
+        flags = {**base, **flags}
+    if "annotations" in flags:
+        return RunData.files(flags["annotations"], flags["images"], flags.get("val_annotations"),
+                             flags.get("val_images"))
+    if flags.get("data") == "shapes":
+        return RunData.shapes(**{k: flags[k] for k in ("num_images", "num_val_images", "image_size", "seed")
+                                 if k in flags})
+    val_split = flags.get("val_split", "val2017")
+    return RunData.coco(flags.get("data"), flags.get("split", "train2017"),
+                        None if val_split.lower() == "none" else val_split)
+
+
+def flags_of(data: RunData) -> dict:
+    """The data flags that name `data` (and the shapes' seed, which no flag sets); {} for dataset objects."""
+    train, val = data.train, data.val
+    if isinstance(train, Shapes):
+        return {"data": "shapes", "num_images": train.num_images, "image_size": train.image_size,
+                "seed": train.seed, "num_val_images": val.num_images if isinstance(val, Shapes) else 0}
+    if isinstance(train, CocoFiles):
+        return {"annotations": train.annotations, "images": train.images,
+                **({"val_annotations": val.annotations, "val_images": val.images} if isinstance(val, CocoFiles)
+                   else {})}
+    return {}
 
 
 def in_flag_terms(e: ValueError) -> ValueError:
@@ -83,6 +128,8 @@ def in_flag_terms(e: ValueError) -> ValueError:
     message = str(e)
     for flag, (field, *_) in TRAIN_FLAGS.items():
         message = message.replace(f"TrainConfig.{field} ", f"{flag} ")
+    for term, flag in DATA_TERMS.items():
+        message = message.replace(f"{term} ", f"{flag} ")
     return ValueError(message)
 
 

@@ -1,69 +1,180 @@
-"""Which data a run trained on: a record that goes into every checkpoint, and the dataset rebuilt from it.
+"""Which data a run trains and is evaluated on: one record, `RunData`, that TrainConfig.data holds, every
+checkpoint stores, and `build` turns into datasets (for training, `--resume` and `evaluate` alike).
 
-`evaluate` (`evaluation_set`) and `train --resume` read a checkpoint's record, so that a model trained on your own export is
-evaluated on your own held-out images, not silently on the synthetic shapes, and a resumed run continues on
-the data it started with. A record is a plain dict (checkpoints load with weights_only=True):
+A RunData is a training set and a held-out set (None: no evaluation), each described by a small record:
 
-    {"kind": "coco", "annotations": "/abs/path/labels.json", "images": "/abs/path/images"}
-    {"kind": "shapes", "num_images": 2000, "image_size": 128, "seed": 0}   (and "keypoints": True with keypoints)
-    {"kind": "custom", "name": "MyDataset(...)"}      any other dataset: it cannot be rebuilt from a record
+    Shapes(num_images=2000, image_size=128, seed=0)      the synthetic shapes (data/shapes.py; keypoints=True: with
+                                                         their keypoints, Sec. 5)
+    CocoFiles(annotations="/abs/labels.json", images="/abs/images")
+                                                         a COCO-format JSON and its image folder: your own export
+                                                         (a CVAT, Labelme, Roboflow one), or a split of COCO
+    Custom(name="MyDataset(...)")                        a dataset object given to train(): named, not rebuildable
+
+RunData.shapes(), .coco() and .files() make one as the command line's flags name it; `describe` makes the record
+of a dataset object, with absolute paths (a record outlives the folder it was written from). In a checkpoint,
+under "data", it is plain values (checkpoints load with weights_only=True):
+
+    {"train": {"kind": "shapes", "num_images": 2000, "image_size": 128, "seed": 0},
+     "val":   {"kind": "shapes", "num_images": 200, "image_size": 128, "seed": 1}}
+
+Whatever else comes to describe a dataset (a hash of its file, its image count, its categories) is a field with a
+default added to its record: `from_dict` fills in what an older checkpoint lacks and ignores what it does not know.
 """
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar, Union
 
 from .. import paths
+from ..config import check_number
 from .coco import CocoDataset
 from .shapes import ShapesDataset
 
 
-def describe(dataset) -> dict | None:
-    """The record of a dataset (None for None). Paths are made absolute: a record outlives the folder it was
-    written from."""
+@dataclass(frozen=True)
+class Shapes:
+    """The synthetic shapes: `num_images` images of image_size x image_size pixels, drawn with `seed`."""
+    num_images: int = 2000
+    image_size: int = 128  # side, pixels
+    seed: int = 0  # the images' generator; a run's held-out shapes use the training seed + 1 (`held_out`)
+    keypoints: bool = False  # with keypoints (corners, vertices, extreme points: data/shapes.py), Sec. 5
+    kind: ClassVar[str] = "shapes"
+
+    def __post_init__(self):
+        check_number("Shapes", "num_images", self.num_images, 1, integer=True)
+        check_number("Shapes", "image_size", self.image_size, 16, integer=True)
+        check_number("Shapes", "seed", self.seed, 0, integer=True)
+
+    def held_out(self, num_images: int) -> Shapes | None:
+        """The held-out set of a run trained on these shapes: `num_images` others of the same size, drawn with
+        the next seed (None for 0: no held-out set)."""
+        check_number("Shapes.held_out", "num_images", num_images, 0, integer=True)
+        return Shapes(num_images, self.image_size, self.seed + 1, self.keypoints) if num_images else None
+
+
+@dataclass(frozen=True)
+class CocoFiles:
+    """A COCO-format JSON and the folder its images' file_names are relative to."""
+    annotations: str
+    images: str
+    kind: ClassVar[str] = "coco"
+
+
+@dataclass(frozen=True)
+class Custom:
+    """A dataset object given to train(), which only its own code can build again."""
+    name: str  # its repr, for the messages
+    kind: ClassVar[str] = "custom"
+
+
+Source = Union[Shapes, CocoFiles, Custom]
+KINDS = {cls.kind: cls for cls in (Shapes, CocoFiles, Custom)}
+
+
+def coco_split(root, split: str) -> CocoFiles:
+    """Split `split` of a COCO root in the official layout (root None: the default one, `paths.coco_root`)."""
+    root = paths.coco_root(root)
+    return CocoFiles(str(paths.ann_file(root, split)), str(root / split))
+
+
+@dataclass(frozen=True)
+class RunData:
+    """What a run trains on, and the held-out set it is evaluated on (None: no evaluation)."""
+    train: Source
+    val: Source | None = None
+
+    @classmethod
+    def shapes(cls, num_images: int = 2000, num_val_images: int = 200, image_size: int = 128,
+               seed: int = 0, keypoints: bool = False) -> RunData:
+        """The synthetic shapes, and `num_val_images` held-out ones (0: none)."""
+        train = Shapes(num_images, image_size, seed, keypoints)
+        return cls(train, train.held_out(num_val_images))
+
+    @classmethod
+    def coco(cls, root=None, split: str = "train2017", val_split: str | None = "val2017") -> RunData:
+        """Splits of a COCO root (None: the default one); val_split None: no held-out set."""
+        return cls(coco_split(root, split), coco_split(root, val_split) if val_split else None)
+
+    @classmethod
+    def files(cls, annotations, images, val_annotations=None, val_images=None) -> RunData:
+        """Your own COCO-format data: a JSON and its image folder, and a held-out pair if you have one."""
+        for a, b in ((annotations, images), (val_annotations, val_images)):
+            if (a is None) != (b is None):
+                raise ValueError("annotations and images go together: a COCO-format JSON and its image folder")
+        val = CocoFiles(str(val_annotations), str(val_images)) if val_annotations is not None else None
+        return cls(CocoFiles(str(annotations), str(images)), val)
+
+    def to_dict(self) -> dict:
+        """The record as a checkpoint stores it: plain values."""
+        return {"train": source_to_dict(self.train), "val": source_to_dict(self.val)}
+
+    @classmethod
+    def from_dict(cls, record: dict) -> RunData:
+        return cls(source_from_dict(record["train"]), source_from_dict(record.get("val")))
+
+
+def source_to_dict(source: Source | None) -> dict | None:
+    return None if source is None else {"kind": source.kind, **dataclasses.asdict(source)}
+
+
+def source_from_dict(record: dict | None) -> Source | None:
+    """A record's dict back as its type: fields it lacks take their defaults, keys the type lacks are left out."""
+    if record is None:
+        return None
+    if record.get("kind") not in KINDS:
+        raise ValueError(f"unknown kind of data record {record.get('kind')!r}; known: {', '.join(KINDS)}")
+    cls = KINDS[record["kind"]]
+    return cls(**{f.name: record[f.name] for f in dataclasses.fields(cls) if f.name in record})
+
+
+def describe(dataset) -> Source | None:
+    """The record of a dataset object (None for None)."""
     if dataset is None:
         return None
     if isinstance(dataset, CocoDataset):
-        return {"kind": "coco", "annotations": str(Path(dataset.ann_file).resolve()),
-                "images": str(Path(dataset.image_dir).resolve())}
+        return CocoFiles(str(Path(dataset.ann_file).resolve()), str(Path(dataset.image_dir).resolve()))
     if isinstance(dataset, ShapesDataset):
-        record = {"kind": "shapes", "num_images": dataset.num_images, "image_size": dataset.image_size,
-                  "seed": dataset.seed}
-        return {**record, "keypoints": True} if dataset.keypoints else record
-    return {"kind": "custom", "name": repr(dataset)[:200]}
+        return Shapes(dataset.num_images, dataset.image_size, dataset.seed, dataset.keypoints)
+    return Custom(repr(dataset)[:200])
 
 
-def rebuild(record: dict, transforms=None, skip_empty: bool = False):
-    """The dataset a record describes (ValueError for a "custom" one, which only its own code can build)."""
-    kind = record.get("kind")
-    if kind == "coco":
-        return CocoDataset(ann_file=record["annotations"], image_dir=record["images"], skip_empty=skip_empty,
+def build(source: Source, transforms=None, skip_empty: bool = False):
+    """The dataset a record describes; ValueError for a Custom one. transforms: the augmentation (training
+    only); skip_empty: leave out COCO images without objects (training only, as detectron2 does)."""
+    if isinstance(source, CocoFiles):
+        return CocoDataset(ann_file=source.annotations, image_dir=source.images, skip_empty=skip_empty,
                            transforms=transforms)
-    if kind == "shapes":
-        return ShapesDataset(record["num_images"], record["image_size"], seed=record["seed"], transforms=transforms,
-                             keypoints=record.get("keypoints", False))
-    raise ValueError(f"the data was a dataset object given to train() ({record.get('name', '?')}), which cannot "
-                     f"be rebuilt from a checkpoint: pass it again (train(..., train_set=...)), or name COCO-format "
-                     f"data with --annotations and --images")
+    if isinstance(source, Shapes):
+        return ShapesDataset(source.num_images, source.image_size, seed=source.seed, transforms=transforms,
+                             keypoints=source.keypoints)
+    raise ValueError(f"the data {source.name} cannot be built from its record (a dataset object given to train() "
+                     f"can only be given again, train(..., train_set=...)): name the data, with --data or "
+                     f"--annotations and --images")
 
 
 def evaluation_set(state: dict, checkpoint, annotations=None, images=None, data=None, split: str = "val2017",
                    num_images: int = 200):
     """The dataset `evaluate` scores a checkpoint (its dict `state`) on: `annotations` with `images` (a COCO-format
-    JSON and its folder), else `data` ("shapes", or a COCO root and its `split`), else the held-out set recorded
-    in the checkpoint, else a one-line error saying how to name one."""
+    JSON and its folder), else `data` ("shapes": held-out shapes of the size and seed the run trained on; or a
+    COCO root and its `split`), else the held-out set recorded in the checkpoint, else a one-line error saying
+    how to name one."""
     if (annotations is None) != (images is None):
         raise ValueError("--annotations and --images go together: a COCO-format JSON and its image folder")
     if annotations is not None:
-        return CocoDataset(ann_file=annotations, image_dir=images)
-    trained = state.get("train_config") or {}
+        return build(CocoFiles(annotations, images))
+    recorded = RunData.from_dict(state["data"]) if state.get("data") else None
     if data == "shapes":  # with keypoints when the checkpoint's model predicts them
+        trained = recorded.train if recorded is not None and isinstance(recorded.train, Shapes) else Shapes()
         keypoints = bool(((state.get("model_config") or {}).get("roi_heads") or {}).get("num_keypoints"))
-        return ShapesDataset(num_images, trained.get("image_size", 128), seed=trained.get("data_seed", 0) + 1,
-                             keypoints=keypoints)
+        held_out = dataclasses.replace(trained, keypoints=keypoints).held_out(num_images)
+        if held_out is None:
+            raise ValueError("--num-images must be at least 1 to evaluate on held-out shapes")
+        return build(held_out)
     if data is not None:
-        return CocoDataset(paths.coco_root(data), split)
-    record = (state.get("data") or {}).get("val")
-    if record is not None:
-        return rebuild(record)
+        return build(coco_split(data, split))
+    if recorded is not None and recorded.val is not None:
+        return build(recorded.val)
     raise ValueError(f"checkpoint {checkpoint} records no held-out set: name the data to evaluate on with "
                      f"--annotations and --images, or --data (and --split)")

@@ -143,7 +143,8 @@ def quick_model(steps: int = QUICK_STEPS, seed: int = 0):
 
     torch.manual_seed(seed)
     model = MaskRCNN(get_config("cpu_small"))
-    data = ShapesDataset(4 * steps, DEMO.image_size, seed=DEMO.data_seed)
+    shapes = DEMO.data.train  # the demo's shapes: their size and seed
+    data = ShapesDataset(4 * steps, shapes.image_size, seed=shapes.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=DEMO.lr, weight_decay=DEMO.weight_decay)
     model.train()
     for step in range(steps):
@@ -184,12 +185,14 @@ def compare(source, model=None, *, checkpoint=None, names=None, images: int = 2,
     names)): the inference on `images` held-out images and `steps` training steps of 2 images. Prints the
     report (`what`: the model, in words); True when the detections and the losses agree within TOLERANCE."""
     from ..data import ShapesDataset
+    from ..data.sources import build
     from ..training import DEMO
 
     if model is None:
         model, what = default_model(checkpoint)
-    held_out = ShapesDataset(images, DEMO.image_size, seed=DEMO.data_seed + 1)
-    train = ShapesDataset(2 * steps, DEMO.image_size, seed=DEMO.data_seed + 2)
+    shapes = DEMO.data.train  # the demo's shapes: the held-out ones, and others no run trained on
+    held_out = build(shapes.held_out(images))
+    train = ShapesDataset(2 * steps, shapes.image_size, seed=shapes.seed + 2)
     inputs = [held_out[i][0] for i in range(images)]
     batches = [tuple(map(list, zip(train[2 * s], train[2 * s + 1]))) for s in range(steps)]
     initial, cfg = copy.deepcopy(model.state_dict()), model.roi_heads.cfg

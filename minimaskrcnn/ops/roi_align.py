@@ -66,13 +66,18 @@ def sample_points(start: torch.Tensor, length: torch.Tensor, bins: int, grid: to
     return coords, valid  # (K, bins, G) each
 
 
+def feature_box(rois: torch.Tensor, spatial_scale: float, aligned: bool) -> torch.Tensor:
+    """The RoIs in feature-map coordinates, unquantized: rois (K, 5) in image pixels -> (K, 4) (x1, y1, x2, y2)
+    in feature pixels, shifted by -0.5 when aligned (pixel centers at x + 0.5). The Triton kernel uses it too."""
+    return rois[:, 1:] * spatial_scale - (0.5 if aligned else 0.0)
+
+
 def sample_grid(rois: torch.Tensor, spatial_scale: float, output_size: tuple[int, int], sampling_ratio: int,
                 aligned: bool):
     """Where RoIAlign samples each RoI, along each axis, in feature pixels. rois: (K, 5).
     Returns (ys, valid_y), (xs, valid_x): (K, P, Gy) and (K, Q, Gx) each, valid False for padding points."""
     (P, Q), K = output_size, rois.shape[0]
-    # The RoI in feature-map coordinates, unquantized.
-    box = rois[:, 1:] * spatial_scale - (0.5 if aligned else 0.0)  # (K, 4)
+    box = feature_box(rois, spatial_scale, aligned)  # (K, 4)
     width, height = box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]  # (K,)
     if not aligned:  # the original RoIAlign forces malformed RoIs to be 1 x 1
         width, height = width.clamp(min=1.0), height.clamp(min=1.0)

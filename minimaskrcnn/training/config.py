@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import config as config_lib
 from ..checkpoint import read_checkpoint
 from ..config import check_choice, check_fraction, check_number
+from ..data.sources import Custom, RunData
 from ..devices import AMP_DTYPES, check_device_name
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -25,21 +26,12 @@ SCHEDULES = ("step", "cosine")
 
 @dataclass
 class TrainConfig:
-    # data
+    # model and data
     config: str = "cpu_small"  # model preset (config.PRESETS): "cpu_small", "r50_fpn", "r50_c4"
-    # "shapes" (synthetic), a COCO root folder, "annotations" (the files named below) or "custom" (a dataset
-    # object given to train(), which a resumed run must be given again)
-    data: str = "shapes"
-    split: str = "train2017"  # COCO split to train on
-    val_split: str | None = "val2017"  # COCO split evaluated at the end (None: no evaluation)
-    annotations: str | None = None  # your own data: a COCO-format JSON (a CVAT, Labelme, Roboflow export) ...
-    images: str | None = None  # ... and the folder of its images; together they replace data and split
-    val_annotations: str | None = None  # a held-out set in the same form (with annotations: else no evaluation)
-    val_images: str | None = None
-    num_images: int = 2000  # synthetic training images (data="shapes")
-    num_val_images: int = 200  # held-out synthetic images, drawn with another seed
-    image_size: int = 128  # synthetic image side, pixels
-    data_seed: int = 0  # seed of the synthetic training images (held-out ones: data_seed + 1)
+    # what the run trains on and is evaluated on (data/sources.py): RunData.shapes(num_images=2000,
+    # num_val_images=200, image_size=128), RunData.coco(root, split, val_split) or RunData.files(annotations,
+    # images, val_annotations, val_images); a run given dataset objects records them here
+    data: RunData = field(default_factory=RunData.shapes)
     min_size: int | None = None  # override of the model's transform.min_size (shorter side, pixels)
     max_size: int | None = None  # override of transform.max_size (longer side cap, pixels)
     flip: bool = True  # random horizontal flips (Detectron's and torchvision's default; Sec. 3.1 names none)
@@ -79,11 +71,13 @@ class TrainConfig:
         check_choice(own, "amp", self.amp, tuple(AMP_DTYPES))
         for name in ("flip", "progress"):
             check_choice(own, name, getattr(self, name), (False, True))
-        for name in ("batch_size", "iters", "log_every", "ckpt_every", "num_images"):
+        if not isinstance(self.data, RunData):
+            raise ValueError(f"{own}.data must be a RunData (data.sources: RunData.shapes(), RunData.coco(root) or "
+                             f"RunData.files(annotations, images)); got {self.data!r}")
+        for name in ("batch_size", "iters", "log_every", "ckpt_every"):
             check_number(own, name, getattr(self, name), 1, integer=True)
-        for name in ("num_val_images", "warmup_iters", "eval_every", "num_workers", "seed", "data_seed"):
+        for name in ("warmup_iters", "eval_every", "num_workers", "seed"):
             check_number(own, name, getattr(self, name), 0, integer=True)
-        check_number(own, "image_size", self.image_size, 16, integer=True)
         for name in ("min_size", "max_size"):  # at least one cell of the coarsest map, as TransformConfig
             if getattr(self, name) is not None:
                 check_number(own, name, getattr(self, name), 32, integer=True)
@@ -104,9 +98,16 @@ class TrainConfig:
         if list(self.milestones) != sorted(self.milestones):
             raise ValueError(f"{own}.milestones must be increasing fractions of iters; got {self.milestones}")
         check_device_name("TrainConfig.device", self.device)
-        for a, b in (("annotations", "images"), ("val_annotations", "val_images")):
-            if (getattr(self, a) is None) != (getattr(self, b) is None):
-                raise ValueError(f"{own}.{a} and {own}.{b} go together (a COCO JSON and its image folder)")
+        if self.resume is not None:
+            check_beside(self.out, self.resume)
+
+
+def check_beside(out, resume) -> None:
+    """A resumed run writes beside the checkpoint it resumes from (`resume_config` sets out to its folder), not
+    into the folder stored in it: a checkpoint copied elsewhere must not write into the run it came from."""
+    if Path(out).resolve() != Path(resume).resolve().parent:
+        raise ValueError(f"TrainConfig.out {out} is not the folder of {resume}: a resumed run writes beside the "
+                         f"checkpoint it resumes from (copy the checkpoint into {out} to go on there)")
 
 
 def resolve(cfg: TrainConfig, num_images: int, world_size: int = 1) -> TrainConfig:
@@ -126,17 +127,23 @@ def resume_config(path, **overrides) -> TrainConfig:
     """The TrainConfig a checkpoint was trained with, with `overrides` applied and resume=path: continue
     a run without repeating its settings (as `train --resume` does).
 
-    The run continues beside the checkpoint it resumes from (out = its folder), not in the folder stored in it:
-    a checkpoint copied elsewhere must not write into the run it came from. Another `out` is refused."""
-    folder = Path(path).parent
-    if overrides.get("out") is not None and Path(overrides["out"]).resolve() != folder.resolve():
-        raise ValueError(f"TrainConfig.out {overrides['out']} is not the folder of {path}: a resumed run writes "
-                         f"beside the checkpoint it resumes from (copy it into {overrides['out']} to go on there)")
-    stored = read_checkpoint(path).get("train_config") or {}
-    stored = {k: v for k, v in stored.items() if k != "stop_at"}  # where the last call stopped, not this one
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    cfg = TrainConfig(**{k: v for k, v in stored.items() if k in known})
-    return dataclasses.replace(cfg, **{**overrides, "out": str(folder)}, resume=str(path))
+    The run continues beside the checkpoint it resumes from (out = its folder, `check_beside`); another `out` is
+    refused. Its data is the checkpoint's data record (a checkpoint from before there was one names none: its
+    data must be given again)."""
+    state = read_checkpoint(path)
+    stored = state.get("train_config") or {}
+    # stop_at: where the last call stopped, not this one; out and resume: where that call ran; data: the record
+    # (the previous version also wrote its data fields here, which are not TrainConfig's anymore)
+    known = {f.name for f in dataclasses.fields(TrainConfig)} - {"stop_at", "out", "resume", "data"}
+    data = RunData.from_dict(state["data"]) if state.get("data") else RunData(Custom(f"(not recorded in {path})"))
+    cfg = TrainConfig(**{k: v for k, v in stored.items() if k in known}, data=data)
+    return dataclasses.replace(cfg, **{"out": str(Path(path).parent), **overrides}, resume=str(path))
+
+
+def settings(cfg: TrainConfig) -> dict:
+    """cfg's fields as plain values, for a checkpoint's "train_config": all but its data (a checkpoint holds the
+    data record once, under "data")."""
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "data"}
 
 
 def build_model_config(cfg: TrainConfig, num_classes: int) -> config_lib.ModelConfig:

@@ -8,30 +8,19 @@ import math
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 
 
-def loss_values(losses: dict, step: int, world: int, last_ckpt: Path, stop: bool = False) -> tuple[dict, bool]:
-    """(loss components as floats averaged over processes, whether any process was asked to stop);
-    FloatingPointError when a component is NaN or Inf.
+def check_finite_losses(values: dict[str, float], step: int, last_ckpt: Path) -> None:
+    """FloatingPointError naming the step and the component when a loss component is NaN or infinite.
 
-    Checked before backward, so the poisoned step never reaches the weights or a checkpoint. The average is
-    taken on every step, with the stop request of each process, so that every process sees the same values
-    and all stop at the same step."""
-    flag = next(iter(losses.values())).new_tensor(float(stop), dtype=torch.float32)
-    vec = torch.stack([v.detach().float() for v in losses.values()] + [flag])  # (components + 1,)
-    if world > 1:
-        dist.all_reduce(vec)
-        vec /= world
-    *components, stopping = vec.tolist()
-    values = dict(zip(losses, components))
+    Checked before backward, so the poisoned step never reaches the weights or a checkpoint; `values` are
+    averaged over the processes (runtime.average_losses_and_stop), so every process raises at the same step."""
     for name, v in values.items():
         if not math.isfinite(v):
             kept = f"the last good checkpoint {last_ckpt} is left as it was" if last_ckpt.exists() \
                 else "no checkpoint had been written yet"
             raise FloatingPointError(f"loss component {name!r} is {v} at step {step}; training stopped "
                                      f"before this step's update, {kept}. Try a lower lr or gradient clipping.")
-    return values, stopping > 0
 
 
 @contextlib.contextmanager
@@ -44,11 +33,6 @@ def out_of_memory_hint(cfg, where: str):
             f"CUDA out of memory {where} (batch_size={cfg.batch_size}, min_size={cfg.min_size}, "
             f"max_size={cfg.max_size}): lower --batch-size, or the image size with --min-size / --max-size, "
             f"or turn on --amp\n{e}") from e
-
-
-def headline_ap(metrics: dict) -> float:
-    """The headline number: mask AP when there is one, else box AP."""
-    return metrics["segm"]["AP"] if "segm" in metrics else metrics["bbox"]["AP"]
 
 
 def with_message(e: Exception, message: str) -> Exception:

@@ -1,12 +1,13 @@
 """The training loop (Sec. 3.1, "Training"): `train(cfg)`, built from the named steps of a `Run`.
 
-    for each batch:  update (forward, check the losses, backward, clip, step)  ->  count
+    for each batch:  step (forward, check the losses, backward, clip, update the weights, advance)
                      -> log every log_every steps -> evaluate every eval_every -> save every ckpt_every
 
 `Run` holds everything one run needs (model, optimizer, data, where it is) and does one thing per method.
 The model's own random draws (anchor and RoI sampling) use the global generators, whose states are saved in
 every checkpoint with the model, optimizer, GradScaler, step and sampler position, so a resumed run repeats
-an uninterrupted one bit for bit (`sampler.py` says why the data order does too).
+an uninterrupted one bit for bit (`sampler.py` says why the data order does too). A step stopped at once (a
+second Ctrl-C or SIGTERM, an error) ends in one place, `Run.emergency_save`, which keeps that promise too.
 """
 from __future__ import annotations
 
@@ -25,17 +26,18 @@ from .. import config as config_lib
 from .. import paths
 from ..checkpoint import copy_checkpoint, load_checkpoint, save_checkpoint
 from ..data import collate
-from ..data.sources import describe
+from ..data.sources import RunData, describe
 from ..devices import amp_dtype, pick_device
-from ..evaluation import evaluate
-from .config import TrainConfig, build_model_config, resolve
-from .datasets import build_datasets, recorded_data
-from .guards import headline_ap, loss_values, one_line_errors, out_of_memory_hint, with_message
+from ..evaluation import evaluate, headline_ap
+from .config import TrainConfig, build_model_config, resolve, settings
+from .datasets import build_datasets
+from .guards import check_finite_losses, one_line_errors, out_of_memory_hint, with_message
 from .log import append_record, drop_records_after, read_records
-from .runtime import grad_scaler, init_distributed, rng_state, seed_everything, set_rng_state
+from .runtime import (average_losses_and_stop, grad_scaler, init_distributed, process_seed, rng_state,
+                      seed_everything, set_rng_state)
 from .sampler import ResumableSampler, SeededSamples
 from .schedule import build_optimizer, lr_at
-from .stop import StopRequests
+from .stop import StopRequests, Terminated, stopped_at_once
 
 
 @dataclass
@@ -64,16 +66,16 @@ def train(cfg: TrainConfig, model_config=None, model=None, train_set=None, val_s
 
     model_config, model, train_set, val_set replace what cfg would build (a tweaked preset, a toy model in a
     test, your own dataset); the model maps (images, targets) to an object with `.losses`. Nothing done is lost:
-    Ctrl-C and SIGTERM save at the step's end (stop.py); other errors outside the update save, then raise; a
-    NaN loss raises FloatingPointError before it reaches the weights (guards.py).
+    Ctrl-C and SIGTERM save at the step's end (stop.py); a second one, or an error, saves what the last finished
+    step left (`Run.emergency_save`), then raises; a NaN loss raises FloatingPointError before it reaches the
+    weights (guards.py).
     """
     run = Run(cfg, model_config, model, train_set, val_set)
     with StopRequests(announce=run.rank == 0) as stop:
         try:
             for images, targets in run.batches():
-                values = run.update(images, targets, stop)
-                run.count(values)
-                last = run.progress.step >= run.stop
+                run.step(images, targets, stop)
+                last = run.progress.step >= run.last_step
                 if last or run.every(run.cfg.log_every):
                     run.log()
                 evaluated = run.every(run.cfg.eval_every) and run.evaluate()
@@ -81,13 +83,15 @@ def train(cfg: TrainConfig, model_config=None, model=None, train_set=None, val_s
                     run.save()
                 if last or run.signalled:
                     break
-        except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread: it landed anywhere
-            run.interrupted()
+        except FloatingPointError:  # a NaN loss, caught before it reached the weights: last.pt stays as it was
             raise
-        except FloatingPointError:  # a NaN loss: the last good checkpoint stays as it was (see loss_values)
-            raise
+        except (KeyboardInterrupt, Terminated) as e:  # a second signal (or Ctrl-C outside the main thread)
+            stopped = stopped_at_once(e, run.emergency_save())
+            if run.rank == 0 and isinstance(e, KeyboardInterrupt):  # the CLI says only "interrupted"
+                print(f"\n{stopped}")
+            raise stopped from None
         except Exception as e:  # a corrupt image, a full disk...: keep the steps done so far, then stop
-            raise run.failed(e) from e
+            raise with_message(e, f"{e}; {run.emergency_save(fix=True)}") from e
         finally:
             run.bar.close()
         if run.signalled:
@@ -101,7 +105,7 @@ class Run:
     from cfg.resume when given; then `train` calls its steps."""
 
     def __init__(self, cfg: TrainConfig, model_config=None, model=None, train_set=None, val_set=None):
-        self.start = time.perf_counter()
+        self.start_time = time.perf_counter()
         self.owns_group = not dist.is_initialized()
         self.rank, self.world, local_rank = init_distributed()
         self.device = pick_device(cfg.device, local_rank)
@@ -110,7 +114,9 @@ class Run:
             train_set, built_val = build_datasets(cfg)
             val_set = built_val if val_set is None else val_set
         self.train_set, self.val_set = train_set, val_set
-        self.cfg = cfg = recorded_data(resolve(cfg, len(train_set), self.world), train_set, val_set)
+        # the data record says what the datasets are, also when they were given here
+        cfg = dataclasses.replace(cfg, data=RunData(describe(train_set), describe(val_set)))
+        self.cfg = cfg = resolve(cfg, len(train_set), self.world)
         self.amp_dtype = amp_dtype(cfg.amp, self.device)
         if model is None:
             from ..model import MaskRCNN
@@ -127,15 +133,18 @@ class Run:
         self.scaler = grad_scaler(cfg.amp == "fp16")
         self.out = Path(cfg.out)
         self.log_path, self.last_ckpt = self.out / "metrics.jsonl", self.out / "last.pt"
-        if cfg.resume and self.out.resolve() != Path(cfg.resume).resolve().parent:
-            raise ValueError(f"TrainConfig.out {cfg.out} is not the folder of {cfg.resume}: a resumed run writes "
-                             f"beside the checkpoint it resumes from (training.resume_config sets it)")
         if self.rank == 0:
             paths.writable_folder(self.out)  # now, not after the first hour of training
         self.progress = self.resume() if cfg.resume else self.fresh()
-        self.stop = min(cfg.stop_at or cfg.iters, cfg.iters)
-        self.metrics, self.updating, self.signalled, self.rngs_now = None, False, False, rng_state()
-        self.tic = time.perf_counter()
+        self.last_step = min(cfg.stop_at or cfg.iters, cfg.iters)  # this call ends after this step
+        self.lr = lr_at(self.progress.step, cfg)  # of the step under way
+        self.metrics = None  # of the last evaluation
+        self.signalled = False  # a process was asked to stop (StopRequests): all stop after this step
+        # What an emergency save needs: where the step under way is ("forward": BatchNorm's statistics moving,
+        # "update": the weights changing, "between" steps), the statistics of before it, and the generators'
+        # states after the last finished step.
+        self.phase, self.buffers_before_step, self.rngs_now = "between", [], rng_state()
+        self.last_log_time = time.perf_counter()
         self.bar = tqdm(total=cfg.iters, initial=self.progress.step, desc="train", dynamic_ncols=True,
                         disable=not cfg.progress or self.rank != 0)
 
@@ -143,7 +152,7 @@ class Run:
         if self.rank == 0 and self.log_path.exists():
             self.log_path.unlink()  # a fresh run starts a fresh log (a resumed one keeps its steps)
         if self.world > 1:
-            seed_everything(self.cfg.seed + 1000 * self.rank)  # replicas sample different anchors and RoIs
+            seed_everything(process_seed(self.cfg.seed, self.rank))  # replicas sample different anchors and RoIs
         return Progress()
 
     def resume(self) -> Progress:
@@ -154,8 +163,8 @@ class Run:
         rngs = state.get("rng") or []
         if self.rank < len(rngs):
             set_rng_state(rngs[self.rank])
-        else:  # a Ctrl-C checkpoint of a distributed run holds rank 0's generators only
-            seed_everything(cfg.seed + 1000 * self.rank + progress.step)
+        else:  # an emergency checkpoint of a distributed run holds rank 0's generators only
+            seed_everything(process_seed(cfg.seed, self.rank, progress.step))
         if self.rank == 0:
             drop_records_after(self.log_path, progress.step)
         return progress
@@ -165,7 +174,7 @@ class Run:
         p, cfg = self.progress, self.cfg
         sampler = ResumableSampler(self.train_set, cfg.seed, self.rank, self.world)
         samples = SeededSamples(self.train_set, cfg.seed)
-        while p.step < self.stop:
+        while p.step < self.last_step:
             sampler.set_position(p.epoch, p.batch * cfg.batch_size)
             loader = DataLoader(samples, cfg.batch_size, sampler=sampler, collate_fn=collate, drop_last=True,
                                 num_workers=cfg.num_workers, pin_memory=self.device.type == "cuda",
@@ -175,37 +184,38 @@ class Run:
                        [{k: v.to(self.device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets])
             p.epoch, p.batch = p.epoch + 1, 0  # the epoch ran out before the run stopped
 
-    def update(self, images, targets, stop: StopRequests) -> dict[str, float]:
-        """One optimizer step at the scheduled lr; the loss components as floats. Sets `signalled` when a
-        process was asked to stop (all processes agree on it through the losses' all-reduce)."""
-        self.buffers = [b.detach().clone() for b in self.model.buffers()]  # BatchNorm's, in case of an interrupt
+    def step(self, images, targets, stop: StopRequests) -> None:
+        """One optimizer step at the scheduled lr, then `advance`. Sets `signalled` when a process was asked to
+        stop (all processes agree on it through the losses' all-reduce), and `phase` for an emergency save."""
+        self.buffers_before_step = [b.detach().clone() for b in self.model.buffers()]  # BatchNorm's statistics
         self.lr = lr_at(self.progress.step, self.cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
+        self.phase = "forward"  # BatchNorm moves its running statistics in the forward pass
         with out_of_memory_hint(self.cfg, f"at step {self.progress.step + 1}"):
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                 losses = self.net(images, targets).losses
-            values, self.signalled = loss_values(losses, self.progress.step + 1, self.world, self.last_ckpt,
-                                                 stop.requested is not None)
+            values, stopping = average_losses_and_stop(losses, stop.requested is not None, self.world)
+            check_finite_losses(values, self.progress.step + 1, self.last_ckpt)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(sum(losses.values())).backward()
-            self.updating = True  # from here until the update is done, the weights are in flux
+            self.phase = "update"  # from here until the step is counted, the weights are in flux
             if self.cfg.grad_clip:
                 self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            self.updating = False
-        self.signalled = self.signalled or (self.world == 1 and stop.requested is not None)
-        return values
+        self.advance(values)
+        self.phase = "between"
+        self.signalled = stopping or (self.world == 1 and stop.requested is not None)
 
-    def count(self, values: dict[str, float]) -> None:
+    def advance(self, values: dict[str, float]) -> None:
         """A step is done: advance the position, add the losses to the running sums, show them."""
         p = self.progress
         p.step, p.batch, p.count = p.step + 1, p.batch + 1, p.count + 1
         for k, v in values.items():
             p.sums[k] = p.sums.get(k, 0.0) + v
-        self.rngs_now = rng_state()  # the generators as they are after this step, for an interrupt's save
+        self.rngs_now = rng_state()  # the generators as they are after this step, for an emergency save
         self.bar.update(1)
         self.bar.set_postfix({k.replace("loss_", ""): f"{v:.3f}" for k, v in values.items()}, refresh=False)
 
@@ -219,8 +229,8 @@ class Run:
         p.last_loss = sum(means.values())
         if self.rank == 0:
             append_record(self.log_path, {"step": p.step, "epoch": p.epoch, "lr": self.lr, "loss": p.last_loss,
-                                          **means, "sec_per_iter": (now - self.tic) / p.count})
-        p.sums, p.count, self.tic = {}, 0, now
+                                          **means, "sec_per_iter": (now - self.last_log_time) / p.count})
+        p.sums, p.count, self.last_log_time = {}, 0, now
 
     def evaluate(self) -> bool:
         """COCO AP on the held-out set (rank 0), logged; False when there is none."""
@@ -259,44 +269,34 @@ class Run:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
                 "model_config": config_lib.to_dict(self.model_config) if self.model_config is not None else None,
-                "train_config": dataclasses.asdict(self.cfg), "progress": dataclasses.asdict(self.progress),
-                "rng": rngs,
+                "train_config": settings(self.cfg), "progress": dataclasses.asdict(self.progress), "rng": rngs,
                 # the data it trained on, and the held-out set `evaluate` uses by default (data/sources.py)
-                "data": {"train": describe(self.train_set), "val": describe(self.val_set)},
+                "data": self.cfg.data.to_dict(),
                 # what predict and evaluate need to name classes and map them back to COCO ids
                 "class_names": list(getattr(self.train_set, "class_names", [])),
                 "label_to_cat_id": dict(getattr(self.train_set, "label_to_cat_id", {}))}
 
-    def interrupted(self) -> None:
-        """Stopped at once: save the state after the last finished step, with the BatchNorm statistics of
-        before the step under way, unless its update had begun (then last.pt is left as it was)."""
+    def emergency_save(self, fix: bool = False) -> str:
+        """The one way out of a step stopped at once, wherever it landed: a second Ctrl-C or SIGTERM, or an error.
+
+        Saves last.pt with the state after the last finished step, BatchNorm's running statistics put back as
+        they were before the step under way if its forward pass had moved them, so that the checkpoint resumes
+        bit for bit. Deliberately saves nothing while the optimizer was changing the weights, or when a weight
+        is not finite: last.pt keeps the last good state. Returns which it did, in words for the message (`fix`:
+        the stop was an error to fix before resuming). Only process 0 saves."""
+        last = self.last_ckpt
         if self.rank != 0:
-            return
-        if self.updating:
-            print(f"\ninterrupted during an update; {self.last_ckpt} is left as it was")
-            return
-        for buffer, before in zip(self.model.buffers(), getattr(self, "buffers", [])):
-            buffer.copy_(before)
-        if self.save_after_error():
-            print(f"\ninterrupted at step {self.progress.step}: saved {self.last_ckpt}; "
-                  f"continue with --resume {self.last_ckpt}")
-
-    def failed(self, e: Exception) -> Exception:
-        """Save the steps done so far (outside an update), and say so in the error to raise."""
-        if self.rank != 0 or self.updating:
-            return e
-        if not self.save_after_error():
-            return with_message(e, f"{e}; the weights are not finite, so {self.last_ckpt} is left as it was")
-        return with_message(e, f"{e}; saved {self.last_ckpt} at step {self.progress.step}: fix the problem and "
-                               f"continue with --resume {self.last_ckpt}")
-
-    def save_after_error(self) -> bool:
-        """last.pt with the state after the last finished step, unless a weight or statistic is NaN or
-        infinite (a good checkpoint is not overwritten with a broken one); whether it saved."""
-        finite = all(bool(t.isfinite().all()) for t in self.model.state_dict().values() if t.is_floating_point())
-        if finite:
-            save_checkpoint(self.last_ckpt, self.state([self.rngs_now]))
-        return finite
+            return f"process {self.rank} leaves saving to process 0"
+        if self.phase == "update":
+            return f"stopped while the optimizer was changing the weights, so {last} is left as it was"
+        if self.phase == "forward":
+            for buffer, before in zip(self.model.buffers(), self.buffers_before_step):
+                buffer.copy_(before)
+        if not all(bool(t.isfinite().all()) for t in self.model.state_dict().values() if t.is_floating_point()):
+            return f"the weights are not finite, so {last} is left as it was"
+        save_checkpoint(last, self.state([self.rngs_now]))
+        then = ": fix the problem and continue" if fix else "; continue"
+        return f"saved {last} at step {self.progress.step}{then} with --resume {last}"
 
     def finish(self) -> TrainResult:
         """The final evaluation (unless the last step had one), the loss curve, and the result."""
@@ -311,4 +311,4 @@ class Run:
             plt.close(plot_loss_curves(read_records(self.log_path), self.out / "loss_curve.png"))
         if self.world > 1 and self.owns_group:
             dist.destroy_process_group()
-        return TrainResult(self.model, p.step, self.out, self.metrics, time.perf_counter() - self.start)
+        return TrainResult(self.model, p.step, self.out, self.metrics, time.perf_counter() - self.start_time)

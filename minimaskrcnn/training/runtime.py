@@ -1,5 +1,6 @@
-"""Where and how a run computes: processes (DistributedDataParallel under torchrun), seeds and the random
-generators' state, the fp16 loss scaler. (Devices and AMP dtypes, which inference shares, are in devices.py.)
+"""Where and how a run computes: processes (DistributedDataParallel under torchrun) and what they agree on at
+each step (the losses, whether to stop), seeds and the random generators' state, the fp16 loss scaler. (Devices
+and AMP dtypes, which inference shares, are in devices.py.)
 
 All of it lives here, in the training side, never in the model: the model only maps (images, targets) to
 losses, or images to detections.
@@ -26,11 +27,31 @@ def init_distributed() -> tuple[int, int, int]:
     return (dist.get_rank(), dist.get_world_size(), local_rank) if dist.is_initialized() else (0, 1, 0)
 
 
+def average_losses_and_stop(losses: dict, stop: bool, world: int) -> tuple[dict[str, float], bool]:
+    """(the loss components as floats, averaged over the processes; whether any process was asked to stop).
+
+    One all-reduce per step carries both, so that every process logs the same values, sees a NaN at the same
+    step, and all stop after the same step when one of them got a signal."""
+    flag = next(iter(losses.values())).new_tensor(float(stop), dtype=torch.float32)
+    vec = torch.stack([v.detach().float() for v in losses.values()] + [flag])  # (components + 1,)
+    if world > 1:
+        dist.all_reduce(vec)
+        vec /= world
+    *components, stopping = vec.tolist()
+    return dict(zip(losses, components)), stopping > 0
+
+
 def seed_everything(seed: int) -> None:
     """Python's, numpy's and torch's generators (CPU and every CUDA device)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def process_seed(seed: int, rank: int, step: int = 0) -> int:
+    """The seed of process `rank` (of a distributed run) from step `step` on: replicas draw different anchors
+    and RoIs, and a run resumed without a process's saved generators still gets a stream of its own."""
+    return seed + 1000 * rank + step
 
 
 def grad_scaler(enabled: bool):

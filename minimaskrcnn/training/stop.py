@@ -6,9 +6,12 @@ holds after that step, wherever the signal landed (mid forward pass included, wh
 its running statistics). Then Ctrl-C raises KeyboardInterrupt (a notebook cell stops, the CLI exits 130) and
 SIGTERM raises `Terminated` (the CLI exits 143, as a process killed by SIGTERM does).
 
-A second Ctrl-C stops at once (KeyboardInterrupt where it lands); the loop then saves only if the step's
-update had not begun (`loop.Run.interrupted`). Handlers are installed only in the main thread, where Python
-delivers signals, and the previous ones come back when the run ends.
+A second signal stops at once: KeyboardInterrupt or Terminated where it lands. The loop then takes its one
+emergency path (`loop.Run.emergency_save`, the path an error takes too): it saves the state after the last
+finished step, with BatchNorm's statistics put back if the signal landed in a forward pass, so that this
+checkpoint too resumes bit for bit; only while the optimizer is changing the weights does it save nothing, and it
+says which it did. Handlers are installed only in the main thread, where Python delivers signals, and the previous
+ones come back when the run ends.
 """
 from __future__ import annotations
 
@@ -17,8 +20,10 @@ import sys
 import threading
 
 
-class Terminated(Exception):
-    """The run was asked to stop by SIGTERM and stopped after saving; `signum` is the signal's number."""
+class Terminated(BaseException):
+    """The run was asked to stop by SIGTERM; `signum` is the signal's number. A BaseException, as
+    KeyboardInterrupt is, so that no `except Exception` in the step's code (a data loader's) takes it for an
+    error of its own."""
 
     def __init__(self, message: str, signum: int = signal.SIGTERM):
         super().__init__(message)
@@ -45,7 +50,7 @@ class StopRequests:
         self.requested = signum
         if self.announce:
             print(f"\n{signal.Signals(signum).name}: stopping after this step, which will be saved "
-                  f"(again to stop at once, unsaved)", file=sys.stderr, flush=True)
+                  f"(again to stop at once, saving the last finished step)", file=sys.stderr, flush=True)
 
     def __exit__(self, *exc) -> None:
         for s, handler in self.previous.items():
@@ -56,3 +61,10 @@ class StopRequests:
         if self.requested == signal.SIGINT:
             raise KeyboardInterrupt(message)
         raise Terminated(message, self.requested)
+
+
+def stopped_at_once(signal_error: BaseException, outcome: str) -> BaseException:
+    """A second signal's exception (KeyboardInterrupt or Terminated) again, with what the run did about it."""
+    if isinstance(signal_error, Terminated):
+        return Terminated(f"terminated at once: {outcome}", signal_error.signum)
+    return KeyboardInterrupt(f"interrupted at once: {outcome}")

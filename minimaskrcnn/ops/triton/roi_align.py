@@ -6,17 +6,17 @@ How the op maps onto GPU programs:
   averages them (or takes their max). The features are read as (N, H, W, C), so each of the 4 pixel
   reads is one contiguous vector of the block's channels: the threads of a program read neighbouring
   addresses (coalesced loads), and the output is written as (K, P, Q, C) the same way.
-- backward: the same programs walk the same points and add each pixel's share of the bin's gradient
-  (gradient * bilinear weight / points) into a (N, H, W, C) buffer with atomic adds, since bins of
-  different RoIs read the same pixels. In max mode the gradient goes to the bin's largest point
-  (split evenly among ties, as torch.amax does in the reference).
+- backward: the same programs walk the same points (one loop, `_walk_bin`, serves both kernels) and
+  add each pixel's share of the bin's gradient (gradient * bilinear weight / points) into a (N, H, W, C)
+  buffer with atomic adds, since bins of different RoIs read the same pixels. In max mode the gradient
+  goes to the bin's largest point (split evenly among ties, as torch.amax does in the reference).
 - the adaptive grid, gy = ceil(roi height / P), is computed inside each program, so unlike the
   reference nothing is read back to the host.
 
 Conventions are the reference's (see bilinear_taps and sample_points there): aligned shifts the RoI by
 -0.5 pixel; aligned=False stretches RoIs to at least 1 x 1; a point beyond one pixel outside the map
 counts 0, one just outside reads the border; a bin without points is 0. The RoI's coordinates in
-feature pixels are computed with PyTorch before the launch, exactly as the reference computes them.
+feature pixels are computed with PyTorch before the launch, by the reference's own `feature_box`.
 
 Shape glossary:
   N: images; C: channels; H, W: feature map size; K: RoIs; P, Q: output height, width
@@ -27,6 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ..roi_align import feature_box
 from .common import block_and_warps, divide_rn
 
 
@@ -63,27 +64,45 @@ def _roi(rois_ptr, box_ptr, k, P, Q, sampling_ratio, ALIGNED: tl.constexpr):
 
 
 @triton.jit
-def _bilinear(x_ptr, row_low, row_high, wyl, wyh, xl, xh, wxl, wxh, c, c_ok, C):
-    """The bilinear value of one point, channels c: row_low, row_high are its two rows' first pixels."""
-    v = wyl * wxl * tl.load(x_ptr + (row_low + xl) * C + c, mask=c_ok, other=0.0)
-    v += wyl * wxh * tl.load(x_ptr + (row_low + xh) * C + c, mask=c_ok, other=0.0)
-    v += wyh * wxl * tl.load(x_ptr + (row_high + xl) * C + c, mask=c_ok, other=0.0)
-    v += wyh * wxh * tl.load(x_ptr + (row_high + xh) * C + c, mask=c_ok, other=0.0)
-    return v
+def _walk_bin(x_ptr, grad_ptr, n, y1, x1, p, q, bin_h, bin_w, gy, gx, H, W, C, c, ok, acc, ties, g,
+              SPREAD: tl.constexpr, MAX: tl.constexpr):
+    """Bin (p, q)'s gy x gx sampling points: the one loop of the forward and the backward kernels.
 
-
-@triton.jit
-def _spread(grad_ptr, row_low, row_high, wyl, wyh, xl, xh, wxl, wxh, c, ok, g, C):
-    """Atomically add g (per channel) times each bilinear weight of one point to its pixel (pixels of
-    weight 0 are skipped: a point outside the map, or past the last row or column)."""
-    w = wyl * wxl
-    tl.atomic_add(grad_ptr + (row_low + xl) * C + c, g * w, mask=tl.where(w != 0, ok, False), sem="relaxed")
-    w = wyl * wxh
-    tl.atomic_add(grad_ptr + (row_low + xh) * C + c, g * w, mask=tl.where(w != 0, ok, False), sem="relaxed")
-    w = wyh * wxl
-    tl.atomic_add(grad_ptr + (row_high + xl) * C + c, g * w, mask=tl.where(w != 0, ok, False), sem="relaxed")
-    w = wyh * wxh
-    tl.atomic_add(grad_ptr + (row_high + xh) * C + c, g * w, mask=tl.where(w != 0, ok, False), sem="relaxed")
+    Each point is a bilinear blend of 4 pixels (channels c of each). SPREAD=False reads it: returns (acc, ties)
+    updated with each point's value: their sum, or (MAX) their max and, unless ties is None (the forward pass
+    does not need them), how many points reach it. SPREAD=True
+    writes the gradient: atomically adds g times each of the 4 weights to its pixel of grad, for every point,
+    or (MAX) for the points at the max `acc` (pixels of weight 0 are skipped: a point outside the map, or
+    past the last row or column)."""
+    for iy in range(gy):
+        yl, yh, wyl, wyh = _sample(y1, p, bin_h, iy, gy, H)
+        row_low, row_high = (n * H + yl) * W, (n * H + yh) * W  # the first pixels of the point's two rows
+        for ix in range(gx):
+            xl, xh, wxl, wxh = _sample(x1, q, bin_w, ix, gx, W)
+            # the 4 pixels, (row, column) low or high, and their weights
+            ll, lh = (row_low + xl) * C + c, (row_low + xh) * C + c
+            hl, hh = (row_high + xl) * C + c, (row_high + xh) * C + c
+            w_ll, w_lh, w_hl, w_hh = wyl * wxl, wyl * wxh, wyh * wxl, wyh * wxh
+            if not SPREAD or MAX:  # the point's value (the average's gradient does not need it)
+                v = w_ll * tl.load(x_ptr + ll, mask=ok, other=0.0)
+                v += w_lh * tl.load(x_ptr + lh, mask=ok, other=0.0)
+                v += w_hl * tl.load(x_ptr + hl, mask=ok, other=0.0)
+                v += w_hh * tl.load(x_ptr + hh, mask=ok, other=0.0)
+            if SPREAD:
+                share = ok
+                if MAX:  # only the points at the max have a share
+                    share = ok & (v == acc)
+                tl.atomic_add(grad_ptr + ll, g * w_ll, mask=tl.where(w_ll != 0, share, False), sem="relaxed")
+                tl.atomic_add(grad_ptr + lh, g * w_lh, mask=tl.where(w_lh != 0, share, False), sem="relaxed")
+                tl.atomic_add(grad_ptr + hl, g * w_hl, mask=tl.where(w_hl != 0, share, False), sem="relaxed")
+                tl.atomic_add(grad_ptr + hh, g * w_hh, mask=tl.where(w_hh != 0, share, False), sem="relaxed")
+            elif MAX:
+                if ties is not None:
+                    ties = tl.where(v > acc, 1, tl.where(v == acc, ties + 1, ties))
+                acc = tl.maximum(acc, v)
+            else:
+                acc += v
+    return acc, ties
 
 
 @triton.jit
@@ -101,16 +120,10 @@ def roi_align_forward_kernel(x_ptr, rois_ptr, box_ptr, out_ptr, H, W, C, samplin
         acc = tl.full([BLOCK_C], float("-inf"), x_ptr.dtype.element_ty)
     else:
         acc = tl.zeros([BLOCK_C], x_ptr.dtype.element_ty)
-    for iy in range(gy):
-        yl, yh, wyl, wyh = _sample(y1, p, bin_h, iy, gy, H)
-        row_low, row_high = (n * H + yl) * W, (n * H + yh) * W
-        for ix in range(gx):
-            xl, xh, wxl, wxh = _sample(x1, q, bin_w, ix, gx, W)
-            v = _bilinear(x_ptr, row_low, row_high, wyl, wyh, xl, xh, wxl, wxh, c, c_ok, C)
-            if MAX:
-                acc = tl.maximum(acc, v)
-            else:
-                acc += v
+    # a read walk writes nothing: out_ptr and acc stand in for the gradient's pointer and values; the max's ties
+    # matter to its gradient only (None: not counted)
+    acc, _ = _walk_bin(x_ptr, out_ptr, n, y1, x1, p, q, bin_h, bin_w, gy, gx, H, W, C, c, c_ok, acc, None, acc,
+                       False, MAX)
     if MAX:
         acc = tl.where(gy * gx > 0, acc, 0.0)  # a bin without points (zero-size RoI) is 0
     else:
@@ -129,35 +142,15 @@ def roi_align_backward_kernel(grad_out_ptr, x_ptr, rois_ptr, box_ptr, grad_ptr, 
     c_ok = c < C
     n, y1, x1, bin_h, bin_w, gy, gx = _roi(rois_ptr, box_ptr, k, P, Q, sampling_ratio, ALIGNED)
     g = tl.load(grad_out_ptr + bin_.to(tl.int64) * C + c, mask=c_ok, other=0.0)
-    if MAX:
-        # First pass: the bin's max per channel, and how many points reach it.
-        best = tl.full([BLOCK_C], float("-inf"), x_ptr.dtype.element_ty)
-        ties = tl.zeros([BLOCK_C], tl.int32)
-        for iy in range(gy):
-            yl, yh, wyl, wyh = _sample(y1, p, bin_h, iy, gy, H)
-            row_low, row_high = (n * H + yl) * W, (n * H + yh) * W
-            for ix in range(gx):
-                xl, xh, wxl, wxh = _sample(x1, q, bin_w, ix, gx, W)
-                v = _bilinear(x_ptr, row_low, row_high, wyl, wyh, xl, xh, wxl, wxh, c, c_ok, C)
-                ties = tl.where(v > best, 1, tl.where(v == best, ties + 1, ties))
-                best = tl.maximum(best, v)
+    best = tl.full([BLOCK_C], float("-inf"), x_ptr.dtype.element_ty)
+    ties = tl.zeros([BLOCK_C], tl.int32)
+    if MAX:  # first the bin's max per channel, and how many points reach it: they share the gradient
+        best, ties = _walk_bin(x_ptr, grad_ptr, n, y1, x1, p, q, bin_h, bin_w, gy, gx, H, W, C, c, c_ok, best, ties,
+                               g, False, True)
         g = divide_rn(g, tl.maximum(ties, 1))
-        # Second pass: each point at the max passes its share on to its 4 pixels.
-        for iy in range(gy):
-            yl, yh, wyl, wyh = _sample(y1, p, bin_h, iy, gy, H)
-            row_low, row_high = (n * H + yl) * W, (n * H + yh) * W
-            for ix in range(gx):
-                xl, xh, wxl, wxh = _sample(x1, q, bin_w, ix, gx, W)
-                v = _bilinear(x_ptr, row_low, row_high, wyl, wyh, xl, xh, wxl, wxh, c, c_ok, C)
-                _spread(grad_ptr, row_low, row_high, wyl, wyh, xl, xh, wxl, wxh, c, c_ok & (v == best), g, C)
     else:
         g = divide_rn(g, tl.maximum(gy * gx, 1))
-        for iy in range(gy):
-            yl, yh, wyl, wyh = _sample(y1, p, bin_h, iy, gy, H)
-            row_low, row_high = (n * H + yl) * W, (n * H + yh) * W
-            for ix in range(gx):
-                xl, xh, wxl, wxh = _sample(x1, q, bin_w, ix, gx, W)
-                _spread(grad_ptr, row_low, row_high, wyl, wyh, xl, xh, wxl, wxh, c, c_ok, g, C)
+    _walk_bin(x_ptr, grad_ptr, n, y1, x1, p, q, bin_h, bin_w, gy, gx, H, W, C, c, c_ok, best, ties, g, True, MAX)
 
 
 class RoIAlignFunction(torch.autograd.Function):
@@ -203,6 +196,6 @@ def roi_align(input: torch.Tensor, rois: torch.Tensor, output_size: tuple[int, i
     dtype = input.dtype
     if dtype not in (torch.float32, torch.float64):
         input, rois = input.float(), rois.float()
-    box = rois[:, 1:] * spatial_scale - (0.5 if aligned else 0.0)  # (K, 4) as the reference computes it
+    box = feature_box(rois, spatial_scale, aligned)  # (K, 4)
     out = RoIAlignFunction.apply(input, rois.contiguous(), box, output_size, int(sampling_ratio), bool(aligned), mode)
     return out.to(dtype)
