@@ -80,3 +80,13 @@ def test_export_runs_up_to_the_last_figure_cell_and_writes_png_and_svg(tmp_path)
     with pytest.raises(ValueError, match="must tag a code cell"):
         bad = nbformat.v4.new_code_cell("", metadata={"tags": ["figure:A b"]})
         nbtools.figure_cells(nbformat.v4.new_notebook(cells=[bad]))
+
+
+def test_export_figures_refuses_a_cell_that_drew_nothing(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from minimaskrcnn.notebook import export_figures
+
+    plt.close("all")
+    with pytest.raises(ValueError, match="figure:empty drew no figure"):
+        export_figures("empty", tmp_path)

@@ -86,3 +86,28 @@ def test_student_copies_lose_the_solution_cells_and_nothing_else(tmp_path):
         assert not [c for c in student.cells if "solution" in c.metadata.get("tags", [])]
         removed += len(original.cells) - len(kept)
     assert removed >= 20  # notebooks 01-08 have 3 or 4 solution cells each
+
+
+def test_setup_uses_one_cpu_thread_without_a_gpu_and_leaves_threads_alone_with_one(monkeypatch):
+    import torch
+
+    from minimaskrcnn import notebook
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a device is only named, not touched
+        assert notebook.setup(verbose=False) == torch.device("cuda:0") and torch.get_num_threads() == 2
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        assert notebook.setup(verbose=False) == torch.device("cpu") and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_runs_go_to_the_clone_or_to_the_current_folder_never_beside_an_installed_package(monkeypatch, tmp_path):
+    from minimaskrcnn import notebook, paths
+
+    assert notebook.in_clone() and notebook.runs_dir() == ROOT / "runs"
+    monkeypatch.setattr(paths, "REPO_ROOT", tmp_path / "site-packages")  # what an installed package sees
+    monkeypatch.chdir(tmp_path)
+    assert not notebook.in_clone() and notebook.runs_dir() == tmp_path / "runs"
