@@ -56,7 +56,12 @@ def colab_badge(filename: str) -> str:
 
 
 def notebook_paths(names=None) -> list[Path]:
-    return [Path(n) for n in names] if names else sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    """The notebooks named (default: every notebooks/NN_*.ipynb); a missing one stops with its name."""
+    paths = [Path(n) for n in names] if names else sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise SystemExit(f"nbtools: no such notebook: {', '.join(missing)}")
+    return paths
 
 
 # ------------------------------------------------------------------------------------------------------------ setup
@@ -76,6 +81,8 @@ def apply_setup(nb, filename: str):
         at = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code"), len(nb.cells))
         nb.cells.insert(at, cell)
     md = first_cell(nb, "markdown")
+    if md is None:
+        raise ValueError(f"{filename} has no markdown cell to put the Colab badge in (it goes under the title)")
     lines = [line for line in md.source.splitlines() if not line.startswith("[![Open In Colab]")]
     title = lines[:1] if lines and lines[0].startswith("#") else []  # the badge goes under the title
     rest = lines[len(title):]
