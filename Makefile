@@ -6,9 +6,9 @@ STAMP := $(VENV)/.installed
 
 # OpenMP threads that spin while they wait make small steps several times slower on a busy 2-core machine,
 # so the tests and the demo let them sleep. The benchmarks keep OpenMP's default, as a user's script has it.
-test unit notebooks demo lab: export OMP_WAIT_POLICY ?= PASSIVE
+test unit notebooks demo lab figures: export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: env test unit notebooks demo bench lab clean
+.PHONY: env test unit notebooks demo bench lab student figures clean
 
 env: $(STAMP)
 
@@ -40,6 +40,14 @@ bench: $(STAMP)
 
 lab: $(STAMP)
 	$(PY) -m jupyter lab notebooks
+
+# Instructors: the notebooks without their cells tagged "solution" (student/), and the cells tagged
+# "figure:<name>" as PNG at 200 dpi and SVG (figures/), each notebook run only up to its last figure cell.
+student: $(STAMP)
+	$(PY) notebooks/nbtools.py student --out student
+
+figures: $(STAMP)
+	$(PY) notebooks/nbtools.py figures --out figures
 
 clean:
 	rm -rf $(VENV) .pytest_cache

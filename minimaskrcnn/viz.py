@@ -104,9 +104,32 @@ def detections_grid(images, detections, class_names=None, score_thresh: float = 
     for ax, image, det in zip(axes.flat, images, detections):
         draw_detections(ax, image, det, class_names, score_thresh)
     fig.tight_layout()
+    separate_labels(fig)
     if path is not None:
         fig.savefig(path, dpi=100)
     return fig
+
+
+def separate_labels(fig, steps: int = 4) -> int:
+    """Move each box label (a text with a background, as draw_boxes writes) that overlaps an earlier label or
+    the panel's title down or up, a label's height at a time, to the nearest free place; hide the labels that
+    find none within `steps` heights. Call it once the layout is final: it measures in display pixels.
+    Returns how many box labels are hidden."""
+    for ax in fig.axes:
+        placed = [ax.title.get_window_extent()] if ax.get_title() else []
+        for text in [t for t in ax.texts if t.get_visible() and t.get_bbox_patch() is not None]:
+            box = text.get_window_extent().padded(2)  # the text's background reaches about 2 px out
+            shifts = [0.0] + [sign * k * box.height for k in range(1, steps + 1) for sign in (-1, 1)]
+            dy = next((d for d in shifts if not any(box.translated(0, d).overlaps(b) for b in placed)), None)
+            if dy is None:
+                text.set_visible(False)
+                continue
+            if dy:  # dy is in display pixels (y up); the label keeps its x
+                x, y = text.get_position()
+                y = ax.transData.inverted().transform(ax.transData.transform((x, y)) + (0.0, dy))[1]
+                text.set_position((x, y))
+            placed.append(box.translated(0, dy))
+    return sum(not t.get_visible() for ax in fig.axes for t in ax.texts if t.get_bbox_patch() is not None)
 
 
 def draw_feature_grid(ax, height: int, width: int, stride: float, color_="0.6", linewidth=0.5):

@@ -61,3 +61,27 @@ def test_plot_loss_curves_draws_the_records_of_a_json_lines_log(tmp_path):
     np.testing.assert_allclose(line.get_ydata(), [1.0, 0.5, 1.0 / 3])
     assert (tmp_path / "curve.png").stat().st_size > 0
     plt.close(fig)
+
+
+def test_separate_labels_moves_overlapping_box_labels_apart_and_keeps_the_first():
+    fig, ax = plt.subplots(figsize=(3, 3))
+    viz.show_image(ax, torch.rand(3, 64, 64), "a title")
+    boxes = torch.tensor([[10.0, 20, 40, 50], [11, 21, 41, 51], [12, 20, 42, 50], [50, 50, 60, 60]])
+    viz.draw_boxes(ax, boxes, labels=["square 0.99", "circle 0.50", "square 0.40", "far"])
+    fig.tight_layout()
+    before = [t.get_position() for t in ax.texts]
+    assert viz.separate_labels(fig) == 0
+    r = fig.canvas.get_renderer()
+    extents = [t.get_window_extent(r) for t in ax.texts]
+    assert ax.texts[0].get_position() == before[0] and ax.texts[3].get_position() == before[3]  # nothing in the way
+    assert all(not a.overlaps(b) for i, a in enumerate(extents) for b in extents[i + 1:])
+    assert [t.get_position()[0] for t in ax.texts] == [p[0] for p in before]  # moved up or down only
+    assert not any(e.overlaps(ax.title.get_window_extent(r)) for e in extents)
+    # with no room to move, the later labels are hidden rather than drawn over the first
+    fig2, ax2 = plt.subplots(figsize=(3, 3))
+    viz.show_image(ax2, torch.rand(3, 64, 64))
+    viz.draw_boxes(ax2, boxes[:3], labels=["a", "b", "c"])
+    assert viz.separate_labels(fig2, steps=0) == 2
+    assert [t.get_visible() for t in ax2.texts] == [True, False, False]
+    plt.close(fig)
+    plt.close(fig2)
