@@ -311,7 +311,7 @@ def test_cpu_small_overfits_two_images():
         images, targets = two_images()
         opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.02, momentum=0.9,
                               weight_decay=1e-4)
-        start, first = time.perf_counter(), None
+        start, first = time.process_time(), None  # CPU time: what a busy machine does not stretch
         for step in range(150):
             losses = model(images, targets).losses
             total = sum(losses.values())
@@ -319,14 +319,14 @@ def test_cpu_small_overfits_two_images():
             opt.zero_grad()
             total.backward()
             opt.step()
-        elapsed = time.perf_counter() - start
+        elapsed = time.process_time() - start
         model.eval()
         with torch.no_grad():
             detections = model(images).detections
     finally:
         torch.set_num_threads(threads)
     assert total.item() < 0.1 * first and total.item() < 0.25, {k: v.item() for k, v in losses.items()}
-    assert elapsed < 60
+    assert elapsed < 60  # seconds of CPU time, on one thread (about 20 measured)
     for d, t in zip(detections, targets):
         for gt_box, gt_label, gt_mask in zip(t["boxes"], t["labels"], t["masks"]):
             hit = d["labels"][:3] == gt_label  # among the top three detections
