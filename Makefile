@@ -18,12 +18,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-# Unit tests, then every notebook with nbval (outputs of cells tagged for checking are compared).
+# Every notebook with nbval (outputs of cells tagged for checking are compared) and the unit tests, in one
+# pytest run spread over JOBS processes (pytest-xdist), each file kept whole in one process: a notebook runs its
+# cells in order in one kernel. The notebooks go first, since they are the longest files. Most of the work runs
+# on one thread (the notebooks' setup() asks for one), so two processes keep a 2-core machine busy.
+JOBS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q tests
-	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
-		$(PY) -m pytest -q --nbval-lax -p no:cacheprovider notebooks; \
-	fi
+	$(PY) -m pytest -q -n $(JOBS) --dist loadfile --nbval-lax -p no:cacheprovider notebooks tests
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests
