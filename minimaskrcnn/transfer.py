@@ -362,9 +362,10 @@ def frozen_stages(model) -> list[str]:
 
 
 def default_init(preset: str) -> str:
-    """The init a training preset starts from when none is given: ImageNet for the paper's ResNet-50 models (Sec.
-    3.1; their frozen BatchNorm needs trained statistics), none for the small from-scratch presets."""
-    return "imagenet" if config_lib.get_config(preset).backbone.depth in IMAGENET_URLS else "none"
+    """The init a training preset starts from when none is given: ImageNet for the presets with frozen BatchNorm,
+    the paper's ResNet-50s (Sec. 3.1; frozen BatchNorm needs trained statistics), none for the small from-scratch
+    presets, whose BatchNorm trains."""
+    return "imagenet" if config_lib.get_config(preset).backbone.norm == "frozen_bn" else "none"
 
 
 def check_init(init: str, model_config, trainable_layers: int) -> None:
