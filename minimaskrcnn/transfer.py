@@ -43,7 +43,7 @@ from . import config as config_lib
 from . import pretrained
 from .checkpoint import read_checkpoint, torch_load
 from .convert import convert_torchvision_maskrcnn
-from .data.download import file_digest
+from .data.download import DownloadError, file_digest
 from .resnet import DEPTHS
 
 SOURCES = ("imagenet", "coco", "none")  # or a path
@@ -122,12 +122,12 @@ def load_into(model, source: str, categories=None, *, cache=None, progress: bool
     if categories is not None:
         categories = check_categories(categories, num_classes)
     if str(source) == "none":
-        own = list(trainable_names(model.state_dict()))
+        own = list(weight_names(model.state_dict()))
         return InitReport("none", "", fresh=own, fresh_modules=group_modules(own, own), frozen=frozen_stages(model))
     src = read_source(model, source, cache, progress)
     check_architecture(model, src)
     target = model.state_dict()
-    loaded, fresh, carried = [], [], []
+    loaded, fresh = [], []
     rows = class_rows(src.class_names, categories, src_count(src), num_classes)
     with torch.no_grad():
         for name, tensor in target.items():
@@ -148,9 +148,10 @@ def load_into(model, source: str, categories=None, *, cache=None, progress: bool
             else:
                 tensor.copy_(got)
                 loaded.append(name)
-    carried = [categories[ours - 1] for ours, _ in rows if ours > 0] if categories is not None else []
+    by_name = categories is not None and src.class_names is not None
+    carried = [categories[ours - 1] for ours, _ in rows if ours > 0] if by_name else []
     return InitReport(src.name, src.checksum, loaded, fresh, carried, frozen_stages(model),
-                      group_modules(fresh, list(trainable_names(target))))
+                      group_modules(fresh, list(weight_names(target))))
 
 
 def is_class_tensor(name: str, model_config) -> bool:
@@ -205,12 +206,11 @@ def read_source(model, source: str, cache, progress: bool) -> Source:
         if depth not in IMAGENET_URLS:
             raise ValueError(f"init imagenet: torchvision's ImageNet weights are ResNet-50 and ResNet-101; this "
                              f"model has backbone.depth {depth}: use a preset with depth 50 or 101, or init none")
-        url = IMAGENET_URLS[depth]
-        path = pretrained.download_weights(url, cache, progress)
+        path = download(IMAGENET_URLS[depth], cache, progress)
         return resnet_source(model, pretrained.read_torchvision_state_dict(path), f"imagenet ({path.name})",
-                             pretrained.hash_prefix(url))
+                             pretrained.hash_prefix(IMAGENET_URLS[depth]))
     if source == "coco":
-        path = pretrained.download_weights(pretrained.COCO_WEIGHTS_URL, cache, progress)
+        path = download(pretrained.COCO_WEIGHTS_URL, cache, progress)
         return maskrcnn_source(pretrained.read_torchvision_state_dict(path), f"coco ({path.name})",
                                pretrained.hash_prefix(pretrained.COCO_WEIGHTS_URL))
     path = Path(source)
@@ -233,6 +233,16 @@ def read_source(model, source: str, cache, progress: bool) -> Source:
         return resnet_source(model, state, str(path), digest)
     raise ValueError(f"init file {path} is neither a minimaskrcnn checkpoint nor a torchvision maskrcnn_resnet50_fpn "
                      f"or resnet state_dict (it has no conv1.weight or backbone.body.conv1.weight)")
+
+
+def download(url: str, cache, progress: bool) -> Path:
+    """pretrained.download_weights, its network errors saying what to do without a network."""
+    try:
+        return pretrained.download_weights(url, cache, progress)
+    except DownloadError as e:
+        name = url.rsplit("/", 1)[-1]
+        raise DownloadError(f"{e} (without a network: copy {name} into {pretrained.cache_dir(cache)}, or set "
+                            f"${pretrained.MIRROR_ENV} to a server that has it)") from e
 
 
 def maskrcnn_source(state: dict, name: str, checksum: str) -> Source:
@@ -327,7 +337,8 @@ def plain(v):
 # ------------------------------------------------------------------------------------------------
 
 
-def trainable_names(state: dict):
+def weight_names(state: dict):
+    """The names of a state_dict but BatchNorm's step counters."""
     return (k for k in state if not k.endswith("num_batches_tracked"))
 
 
