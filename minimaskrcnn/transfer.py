@@ -163,6 +163,7 @@ def is_class_tensor(name: str, model_config) -> bool:
 
 
 def check_categories(categories, num_classes: int) -> list[str]:
+    """The names as strings; ValueError unless there is one per object class and no two are the same name."""
     categories = [str(c) for c in categories]
     if len(categories) + 1 != num_classes:
         raise ValueError(f"{len(categories)} categories for a model of {num_classes} classes: categories name the "
@@ -205,7 +206,7 @@ def read_source(model, source: str, cache, progress: bool) -> Source:
         depth = model.config.backbone.depth
         if depth not in IMAGENET_URLS:
             raise ValueError(f"init imagenet: torchvision's ImageNet weights are ResNet-50 and ResNet-101; this "
-                             f"model has backbone.depth {depth}: use a preset with depth 50 or 101, or init none")
+                             f"model has backbone.depth {depth}: use a preset with depth 50 or 101, or --init none")
         path = download(IMAGENET_URLS[depth], cache, progress)
         return resnet_source(model, pretrained.read_torchvision_state_dict(path), f"imagenet ({path.name})",
                              pretrained.hash_prefix(IMAGENET_URLS[depth]))

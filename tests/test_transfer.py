@@ -243,6 +243,10 @@ def test_refusals_name_the_problem_and_change_nothing(served, hub, tmp_path, mon
         with pytest.raises(ValueError, match=r"checksum mismatch for resnet50-.*: sha256 [0-9a-f]{64}, expected "):
             transfer.load_into(MaskRCNN(config.r50_fpn(4)), "imagenet", progress=False)
         assert not pretrained.is_cached(transfer.IMAGENET_URLS[50]) and list(pretrained.cache_dir().glob("*.corrupt"))
+        (cut / names["coco"]).write_bytes(good[: len(good) // 2])  # --init coco: not COCO's file
+        with pytest.raises(ValueError, match=r"checksum mismatch for maskrcnn_resnet50_fpn_coco-"):
+            transfer.load_into(MaskRCNN(config.r50_fpn(4)), "coco", DATASET, progress=False)
+        assert not pretrained.is_cached(pretrained.COCO_WEIGHTS_URL)
         (cut / names["r50"]).unlink()
         with pytest.raises(DownloadError, match=r"^cannot download .*: HTTP 404"):
             transfer.load_into(MaskRCNN(config.r50_fpn(4)), "imagenet", progress=False)

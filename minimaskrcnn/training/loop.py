@@ -161,13 +161,14 @@ class Run:
             return None
         check_init(init, model.config, model.config.backbone.trainable_layers)
         names = getattr(self.train_set, "class_names", None)
-        if self.rank != 0:
-            dist.barrier()
+        downloads = self.world > 1 and init in ("imagenet", "coco")
+        if downloads and self.rank != 0:
+            dist.barrier()  # wait for process 0's download
         report = load_into(model, init, list(names)[1:] if names else None, progress=self.cfg.progress)
+        if downloads and self.rank == 0:
+            dist.barrier()
         if self.rank == 0:
             print(report, flush=True)
-            if self.world > 1:
-                dist.barrier()
         return report.record()
 
     def fresh(self) -> Progress:
