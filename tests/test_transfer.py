@@ -15,6 +15,7 @@ import torchvision
 from torch import nn
 
 from minimaskrcnn import cli, config, pretrained, training, transfer
+from minimaskrcnn.checkpoint import read_checkpoint, save_checkpoint
 from minimaskrcnn.convert import convert_torchvision_maskrcnn
 from minimaskrcnn.data import ShapesDataset
 from minimaskrcnn.data.download import DownloadError
@@ -179,6 +180,25 @@ def test_torchvision_pth_files_by_their_keys(served):
     report = transfer.load_into(small, str(folder / names["r18"]))
     assert torch.equal(small.backbone.body.layer4[1].conv2.weight, states["r18"]["layer4.1.conv2.weight"])
     assert report.frozen == [] and report.fresh_modules == ["backbone.fpn", "rpn", "roi_heads"]  # cpu_small: 5
+
+
+def test_a_checkpoint_of_other_keypoint_types_and_classes(tmp_path):
+    """Our own checkpoint: rows carried by its stored class names; the keypoint predictor (one channel per keypoint
+    type) starts afresh for another number of types, the keypoint convs are loaded."""
+    torch.manual_seed(0)
+    source = MaskRCNN(config.cpu_small_keypoints(4))
+    save_checkpoint(tmp_path / "kp.pt", {"model": source.state_dict(), "model_config": config.to_dict(source.config),
+                                        "class_names": ["background", "square", "circle", "triangle"]})
+    cfg = config.cpu_small_keypoints(3)
+    target = MaskRCNN(dataclasses.replace(cfg, roi_heads=dataclasses.replace(cfg.roi_heads, num_keypoints=5)))
+    report = transfer.load_into(target, str(tmp_path / "kp.pt"), ["triangle", "star"])
+    assert report.carried == ["triangle"] and report.checksum == read_checkpoint(tmp_path / "kp.pt")["checksum"]
+    assert report.fresh_modules == ["roi_heads.box_predictor", "roi_heads.mask_predictor.mask_fcn_logits",
+                                    "roi_heads.keypoint_predictor"]
+    theirs, ours = source.state_dict(), target.state_dict()
+    assert torch.equal(ours["roi_heads.box_predictor.bbox_pred.weight"][4:8],
+                       theirs["roi_heads.box_predictor.bbox_pred.weight"][12:16])  # triangle: label 3 -> 1
+    assert torch.equal(ours["roi_heads.keypoint_head.convs.3.weight"], theirs["roi_heads.keypoint_head.convs.3.weight"])
 
 
 def test_frozen_stages_get_no_gradient_and_keep_their_batchnorm_statistics():
