@@ -71,7 +71,7 @@ def hub(served, tmp_path, monkeypatch):
     official = "https://download.pytorch.org/models/"
     monkeypatch.setenv(pretrained.MIRROR_ENV, server.url)
     monkeypatch.setenv(pretrained.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.setattr(transfer, "IMAGENET_URLS", {18: official + names["r18"], 50: official + names["r50"]})
+    monkeypatch.setattr(pretrained, "IMAGENET_URLS", {18: official + names["r18"], 50: official + names["r50"]})
     monkeypatch.setattr(pretrained, "COCO_WEIGHTS_URL", official + names["coco"])
     yield server
     shutil.rmtree(tmp_path / "cache", ignore_errors=True)
@@ -151,15 +151,16 @@ def test_coco_carries_the_rows_of_the_categories_coco_has(served, hub):
         "  afresh: roi_heads.box_predictor, roi_heads.mask_predictor.mask_fcn_logits",
         "  categories carried by name: dog, person (and the background)", "  frozen: stem, layer1"]
 
-    # the same from pretrained, the model made for the categories; COCO's eps (0) for its frozen BatchNorm
-    coco = pretrained.coco_maskrcnn(categories=DATASET, progress=False)
+    # the same in one call, the model made for the categories; COCO's eps (0) for its frozen BatchNorm
+    coco = transfer.coco_maskrcnn(DATASET, progress=False)
     assert coco.model.training and coco.model.config.backbone.frozen_bn_eps == 0.0
     assert coco.class_names == ["background", *DATASET] and coco.report.carried == ["dog", "person"]
     assert coco.report.source == f"coco ({names['coco']})"
     got = coco.model.state_dict()
     assert all(torch.equal(got[k], sd[k]) for k in report.loaded)
-    assert torch.equal(got["roi_heads.box_predictor.bbox_pred.weight"][:12], sd["roi_heads.box_predictor.bbox_pred.weight"][:12])
-    assert pretrained.coco_maskrcnn(num_classes=3, progress=False).report.carried == []
+    carried_rows = "roi_heads.box_predictor.bbox_pred.weight"
+    assert torch.equal(got[carried_rows][:12], sd[carried_rows][:12])  # background, dog, person
+    assert transfer.coco_maskrcnn(num_classes=3, progress=False).report.carried == []
 
 
 def test_torchvision_pth_files_by_their_keys(served):
@@ -241,7 +242,7 @@ def test_refusals_name_the_problem_and_change_nothing(served, hub, tmp_path, mon
     with pytest.raises(ValueError, match=r"^init imagenet \(resnet18-.*\) is another architecture than this model: "
                                          r"backbone.stem_channels 64 != 16 \(source"):  # cpu_small: a narrow ResNet-18
         transfer.load_into(MaskRCNN(config.cpu_small()), "imagenet", progress=False)
-    monkeypatch.delitem(transfer.IMAGENET_URLS, 18)  # as torchvision's detection models: ResNet-50 and -101 only
+    monkeypatch.delitem(pretrained.IMAGENET_URLS, 18)  # as torchvision's detection models: ResNet-50 and -101 only
     with pytest.raises(ValueError, match=r"^init imagenet: .* ResNet-50 and ResNet-101; this model has "
                                          r"backbone.depth 18"):
         transfer.load_into(MaskRCNN(config.cpu_small()), "imagenet")
@@ -262,7 +263,7 @@ def test_refusals_name_the_problem_and_change_nothing(served, hub, tmp_path, mon
         monkeypatch.setenv(pretrained.MIRROR_ENV, server.url)
         with pytest.raises(ValueError, match=r"checksum mismatch for resnet50-.*: sha256 [0-9a-f]{64}, expected "):
             transfer.load_into(MaskRCNN(config.r50_fpn(4)), "imagenet", progress=False)
-        assert not pretrained.is_cached(transfer.IMAGENET_URLS[50]) and list(pretrained.cache_dir().glob("*.corrupt"))
+        assert not pretrained.is_cached(pretrained.IMAGENET_URLS[50]) and list(pretrained.cache_dir().glob("*.corrupt"))
         (cut / names["coco"]).write_bytes(good[: len(good) // 2])  # --init coco: not COCO's file
         with pytest.raises(ValueError, match=r"checksum mismatch for maskrcnn_resnet50_fpn_coco-"):
             transfer.load_into(MaskRCNN(config.r50_fpn(4)), "coco", DATASET, progress=False)
