@@ -95,12 +95,12 @@ def load_into(model, source: str, categories=None, *, cache=None, progress: bool
     raise `download.DownloadError`. The model's frozen-BN eps is not changed (torchvision runs its COCO weights
     with 0: `convert.coco_config`).
     """
+    if str(source) == "none":  # nothing to load, nothing carried by name
+        own = list(weight_names(model.state_dict()))
+        return InitReport("none", "", fresh=own, fresh_modules=group_modules(own, own), frozen=frozen_stages(model))
     num_classes = model.config.num_classes
     if categories is not None:
         categories = check_categories(categories, num_classes)
-    if str(source) == "none":
-        own = list(weight_names(model.state_dict()))
-        return InitReport("none", "", fresh=own, fresh_modules=group_modules(own, own), frozen=frozen_stages(model))
     src = pretrained.read_source(model, source, cache, progress)
     check_architecture(model, src)
     target = model.state_dict()
