@@ -1,7 +1,7 @@
 """Drawing keypoints and their skeletons (Sec. 5, the paper's Fig. 7): COCO's people or the shapes' corners.
 
 A skeleton is a list of pairs (i, j) of 0-based keypoint indices (the dataset's `ds.skeleton`: data/keypoints.py;
-COCO's files count from 1, `COCO_PERSON_SKELETON` here is already 0-based). A keypoint is drawn when its third
+COCO's files count from 1, `COCO_PERSON_SKELETON` of data/keypoints.py is 0-based). A keypoint is drawn when its third
 number reaches `threshold`: for ground truth (x, y, v) that is the visibility (v = 0 not labelled, 1 hidden, 2
 visible; threshold 1 draws the labelled ones), for predictions the model's keypoint score (its heatmap logit,
 "keypoint_scores"). A limb is drawn when both its ends are. Coordinates are pixel-edge image pixels, like the
@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from .data.keypoints import COCO_PERSON_SKELETON  # noqa: F401 (drawn with draw_keypoints(..., skeleton=...))
 from .viz import color, draw_detections
-
-# COCO person_keypoints' skeleton (its files' "skeleton", counted from 1) made 0-based: face, arms, torso, legs
-COCO_PERSON_SKELETON = [(15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8),
-                        (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6)]
 
 
 def draw_keypoints(ax, keypoints, skeleton=None, scores=None, threshold: float = 1.0, colors=None,
