@@ -44,11 +44,12 @@ def draw_keypoints(ax, keypoints, skeleton=None, scores=None, threshold: float =
 
 
 def draw_keypoint_detections(ax, image, detections: dict, class_names=None, skeleton=None,
-                             score_thresh: float = 0.5, keypoint_thresh: float = 0.0):
+                             score_thresh: float = 0.5, keypoint_thresh: float = 0.0, mask_threshold: float = 0.5):
     """draw_detections (masks, boxes, tags) plus each shown detection's keypoints and skeleton: those whose
-    "keypoint_scores" reach `keypoint_thresh` (torchvision's demos draw the logits above 0). `detections` as the
-    model returns them, with "keypoints" (D, K, 3) and "keypoint_scores" (D, K). Returns the Axes."""
-    draw_detections(ax, image, detections, class_names, score_thresh)
+    "keypoint_scores" (heatmap logits) reach `keypoint_thresh`. `detections` as the model returns them, with
+    "keypoints" (D, K, 3) and "keypoint_scores" (D, K) for a keypoint model (else draw_detections alone).
+    Returns the Axes."""
+    draw_detections(ax, image, detections, class_names, score_thresh, mask_threshold)
     if "keypoints" not in detections:
         return ax
     keep = torch.as_tensor(detections["scores"]).cpu() >= score_thresh
