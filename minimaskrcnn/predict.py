@@ -83,14 +83,17 @@ def model_from_checkpoint(checkpoint, device: str = "auto", **transform):
 
 
 def load_predictor(checkpoint=None, weights=None, cache=None, device: str = "auto", **transform):
-    """(model in eval mode on `device`, class names indexed by label, skeleton) from a minimaskrcnn checkpoint, or
-    from torchvision's weights: weights="coco" or "coco-keypoints" (downloaded once, `pretrained.py`) or a
-    torchvision maskrcnn_resnet50_fpn / keypointrcnn_resnet50_fpn .pth file. skeleton: the 0-based pairs of
-    keypoints to draw as limbs ([] for a model without the keypoint branch, or a layout that names none)."""
+    """(model in eval mode on `device`, class names indexed by label, keypoint layout) from a minimaskrcnn
+    checkpoint, or from torchvision's weights: weights="coco" or "coco-keypoints" (downloaded once, `pretrained.py`)
+    or a torchvision maskrcnn_resnet50_fpn / keypointrcnn_resnet50_fpn .pth file. The keypoint layout is what
+    drawing needs, {"skeleton": 0-based pairs drawn as limbs, "class_keypoints": {label: its keypoints}} (either
+    may be empty; {} for a model without the keypoint branch)."""
     if checkpoint is not None:
         model, state = model_from_checkpoint(checkpoint, device, **transform)
         names = state.get("class_names") or [str(i) for i in range(model.config.num_classes)]
-        return model, names, [tuple(pair) for pair in (state.get("keypoints") or {}).get("skeleton", [])]
+        layout = state.get("keypoints") or {}
+        return model, names, {"skeleton": [tuple(pair) for pair in layout.get("skeleton", [])],
+                              "class_keypoints": {int(k): v for k, v in layout.get("class_keypoints", {}).items()}}
     from . import pretrained
     from .devices import pick_device
 
@@ -110,7 +113,8 @@ def load_predictor(checkpoint=None, weights=None, cache=None, device: str = "aut
     else:
         raise FileNotFoundError(f"--weights {weights}: no such file (--weights coco: torchvision's COCO model; "
                                 f"coco-keypoints: its COCO keypoint model)")
-    return loaded.model.to(pick_device(device)).eval(), loaded.class_names, list(getattr(loaded, "skeleton", []))
+    layout = {"skeleton": list(getattr(loaded, "skeleton", [])), "class_keypoints": {}}
+    return loaded.model.to(pick_device(device)).eval(), loaded.class_names, layout
 
 
 def holds_keypoint_head(path) -> bool:
@@ -124,11 +128,12 @@ def holds_keypoint_head(path) -> bool:
 
 
 def predict_images(model, names: list[str], images: list[Path], out: Path, score_thresh: float = 0.5,
-                   skeleton=()) -> list[str]:
+                   keypoint_layout=None) -> list[str]:
     """Draw the detections scoring at least `score_thresh` of every image into out/<name>_pred.png (at most
     MAX_DRAWN pixels on a side) and list them in out/predictions.json (full-size pixels); returns the images
     skipped because they could not be read. A keypoint model's keypoints are drawn too (those with a positive
-    heatmap logit, the limbs of `skeleton` between them) and listed as [x, y, score] per keypoint type."""
+    heatmap logit, and the limbs of the skeleton between them; `keypoint_layout` as load_predictor gives it) and
+    listed as [x, y, score] per keypoint type."""
     import matplotlib.pyplot as plt
     from PIL import Image
 
@@ -157,7 +162,7 @@ def predict_images(model, names: list[str], images: list[Path], out: Path, score
         fig, ax = plt.subplots(figsize=(w / 100, h / 100), dpi=100)
         fig.subplots_adjust(0, 0, 1, 1)
         draw_keypoint_detections(ax, to_tensor_image(shown), {k: v.cpu() for k, v in drawn_det.items()}, names,
-                                 skeleton, score_thresh, mask_threshold=mask_threshold)
+                                 score_thresh=score_thresh, mask_threshold=mask_threshold, **(keypoint_layout or {}))
         stem = path.stem if path.stem not in stems else f"{path.stem}_{len(summary)}"  # a/x.jpg and b/x.png
         stems.add(stem)
         drawn = out / f"{stem}_pred.png"

@@ -44,18 +44,25 @@ def draw_keypoints(ax, keypoints, skeleton=None, scores=None, threshold: float =
 
 
 def draw_keypoint_detections(ax, image, detections: dict, class_names=None, skeleton=None,
-                             score_thresh: float = 0.5, keypoint_thresh: float = 0.0, mask_threshold: float = 0.5):
+                             score_thresh: float = 0.5, keypoint_thresh: float = 0.0, mask_threshold: float = 0.5,
+                             class_keypoints=None):
     """draw_detections (masks, boxes, tags) plus each shown detection's keypoints and skeleton: those whose
     "keypoint_scores" (heatmap logits) reach `keypoint_thresh`. `detections` as the model returns them, with
     "keypoints" (D, K, 3) and "keypoint_scores" (D, K) for a keypoint model (else draw_detections alone).
-    Returns the Axes."""
+    class_keypoints: {label: keypoint indices} where each class has keypoints of its own (the shapes' slots): a
+    detection's other keypoints are not drawn (never trained, they point anywhere). Returns the Axes."""
     draw_detections(ax, image, detections, class_names, score_thresh, mask_threshold)
     if "keypoints" not in detections:
         return ax
     keep = torch.as_tensor(detections["scores"]).cpu() >= score_thresh
     labels = torch.as_tensor(detections["labels"]).cpu()[keep]
-    draw_keypoints(ax, torch.as_tensor(detections["keypoints"]).cpu()[keep], skeleton,
-                   torch.as_tensor(detections["keypoint_scores"]).cpu()[keep], keypoint_thresh,
+    scores = torch.as_tensor(detections["keypoint_scores"]).cpu()[keep].clone()  # (D', K)
+    for row, label in zip(scores, labels.tolist()):
+        if class_keypoints and label in class_keypoints:
+            others = torch.ones(len(row), dtype=torch.bool)
+            others[list(class_keypoints[label])] = False
+            row[others] = float("-inf")  # below any threshold
+    draw_keypoints(ax, torch.as_tensor(detections["keypoints"]).cpu()[keep], skeleton, scores, keypoint_thresh,
                    [color(int(lab)) for lab in labels])
     return ax
 

@@ -35,11 +35,11 @@ def run(args) -> None:
     images = image_paths(args.images)
     paths.writable_folder(Path(args.out))  # before a model is loaded
     try:
-        model, names, skeleton = load_predictor(args.checkpoint, args.weights, args.cache, args.device,
+        model, names, layout = load_predictor(args.checkpoint, args.weights, args.cache, args.device,
                                       min_size=args.min_size, max_size=args.max_size)
     except ValueError as e:
         raise model_flags_in_flag_terms(e) from e
-    skipped = predict_images(model, names, images, Path(args.out), args.score_thresh, skeleton)
+    skipped = predict_images(model, names, images, Path(args.out), args.score_thresh, layout)
     if len(skipped) == len(images):
         raise ValueError(f"none of the {len(images)} image(s) could be read (see the warnings above)")
     if skipped:

@@ -154,7 +154,7 @@ def build_model_config(cfg: TrainConfig, num_classes: int, num_keypoints: int = 
     if model_cfg.roi_heads.num_keypoints:
         if not num_keypoints:
             data = getattr(cfg.data.train, "annotations", None) or getattr(cfg.data.train, "name", cfg.data.train)
-            raise ValueError(f"TrainConfig.config {cfg.config} learns keypoints but the data {data} has none: "
+            raise ValueError(f"model preset {cfg.config} (--config) learns keypoints but the data {data} has none: "
                              f"train it on keypoint data (--data shapes --keypoints, or COCO's "
                              f"person_keypoints_*.json with --annotations)")
         heads = dataclasses.replace(model_cfg.roi_heads, num_keypoints=num_keypoints)

@@ -102,12 +102,14 @@ def train(cfg: TrainConfig, model_config=None, model=None, train_set=None, val_s
 
 def keypoint_layout(dataset) -> dict | None:
     """The keypoint layout of a dataset (data/keypoints.py) as plain lists, for a checkpoint: names, skeleton,
-    flip_pairs, sigmas (None for a dataset without keypoints)."""
+    flip_pairs, sigmas, and class_keypoints {label: slots} where classes label slots of their own (the shapes);
+    None for a dataset without keypoints."""
     if not getattr(dataset, "num_keypoints", 0):
         return None
     sigmas = dataset.keypoint_sigmas
     return {"names": list(dataset.keypoint_names), "skeleton": [list(p) for p in dataset.skeleton],
-            "flip_pairs": [list(p) for p in dataset.flip_pairs], "sigmas": None if sigmas is None else list(sigmas)}
+            "flip_pairs": [list(p) for p in dataset.flip_pairs], "sigmas": None if sigmas is None else list(sigmas),
+            "class_keypoints": {int(k): list(v) for k, v in getattr(dataset, "class_keypoints", {}).items()}}
 
 
 class Run:
