@@ -114,3 +114,31 @@ def test_a_mask_rcnn_file_is_not_a_keypoint_file(tmp_path):
     with pytest.raises(ValueError, match=r"is not a torchvision keypointrcnn_resnet50_fpn state_dict \(no roi_heads"
                                          r"\.keypoint_predictor"):
         pretrained.load_torchvision_keypoint_weights(path)
+
+
+def test_predict_with_coco_keypoint_weights(served, cache, tmp_path, monkeypatch, capsys):
+    """`predict --weights coco-keypoints`: the keypoints listed are the model's, and drawn with COCO's skeleton."""
+    from minimaskrcnn import viz_keypoints
+
+    _, url, tv = served
+    monkeypatch.setattr(pretrained, "COCO_KEYPOINT_WEIGHTS_URL", url)
+    drawn = []
+    draw = viz_keypoints.draw_keypoints
+    monkeypatch.setattr(viz_keypoints, "draw_keypoints", lambda ax, kp, skeleton, *a, **k: drawn.append(
+        (kp.clone(), skeleton)) or draw(ax, kp, skeleton, *a, **k))
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (128, 160, 3), dtype=np.uint8)).save(tmp_path / "a.jpg")
+    out = tmp_path / "pred"
+    assert cli.main(["predict", "--weights", "coco-keypoints", str(tmp_path / "a.jpg"), "--out", str(out),
+                     "--score-thresh", "0.05", "--min-size", "128", "--max-size", "160"]) == 0
+    assert "downloading torchvision's COCO weights (226 MB)" in capsys.readouterr().out
+    (entry,) = json.loads((out / "predictions.json").read_text())
+    found = entry["detections"]
+    assert found and {d["label"] for d in found} == {"person"}
+    assert all(len(d["keypoints"]) == 17 for d in found)
+    (points, skeleton), = drawn
+    assert skeleton == pretrained.load_torchvision_keypoint_weights(pretrained.weights_path(url)).skeleton
+    assert points.shape == (len(found), 17, 3)  # drawn at the image's size (128 x 160): the listed keypoints
+    listed = torch.tensor([[k[:2] for k in d["keypoints"]] for d in found])
+    torch.testing.assert_close(points[..., :2].float(), listed, atol=0.06, rtol=0)
+    assert Image.open(out / "a_pred.png").size == (160, 128)

@@ -78,3 +78,16 @@ def test_shapes_detections_draw_boxes_and_outlines():
     assert len(limbs) == sum(bool(visible[n_, i] and visible[n_, j]) for n_ in range(n) for i, j in ds.skeleton)
     assert len(ax.patches) == n  # the boxes
     plt.close(fig)
+
+
+def test_class_keypoints_leave_out_another_class_s_slots():
+    """A shape model predicts all 11 slots for every detection; a square's circle and triangle slots are not drawn."""
+    keypoints = torch.rand(1, 11, 3) * 60
+    detections = {"boxes": torch.tensor([[0.0, 0.0, 60.0, 60.0]]), "labels": torch.tensor([1]),
+                  "scores": torch.tensor([0.9]), "keypoints": keypoints, "keypoint_scores": torch.ones(1, 11)}
+    fig, ax = plt.subplots()
+    draw_keypoint_detections(ax, torch.zeros(3, 64, 64), detections, shapes.CLASS_NAMES, shapes.SKELETON,
+                             class_keypoints={1: [0, 1, 2, 3], 2: [4, 5, 6, 7], 3: [8, 9, 10]})
+    limbs, points = lines_and_points(ax)
+    assert np.allclose(points, keypoints[0, :4, :2].double().numpy() - 0.5) and len(limbs) == 4  # the square's
+    plt.close(fig)
