@@ -121,3 +121,24 @@ def test_a_keypoint_only_model_has_no_mask_ap(tmp_path, capsys):
     assert cli.main(["evaluate", "--checkpoint", str(tmp_path / "run" / "last.pt")]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert re.match(r"^box AP \d\.\d{3} \| keypoint AP \d\.\d{3} \| \d+m\d{2}s$", last), last
+
+
+def test_bad_keypoint_data_stops_train_before_any_work(tmp_path, capsys):
+    """A bad annotation, and held-out keypoints without OKS sigmas (an export of the shapes read back names none):
+    one line naming the file, before a step is taken or a file written."""
+    ann = ShapesDataset(4, 64, keypoints=True).export_coco(tmp_path / "kp")
+    run = tmp_path / "run"
+    argv = ["train", "--annotations", str(ann), "--images", str(tmp_path / "kp" / "train"), "--config",
+            "cpu_small_keypoints", "--iters", "1", "--batch-size", "2", "--no-progress", "--out", str(run)]
+    assert cli.main([*argv, "--val-annotations", str(ann), "--val-images", str(tmp_path / "kp" / "train")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "gives no OKS sigmas for its 11 keypoint types" in err and str(ann) in err
+    assert not (run / "last.pt").exists()  # refused before training, not after it
+    data = json.loads(ann.read_text())
+    data["annotations"][0]["keypoints"][2] = 5  # a visibility outside 0-2
+    ann.write_text(json.dumps(data))
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"error: {ann}: annotation {data['annotations'][0]['id']} "
+                                                         f"has keypoint visibility 5")
+    assert not run.exists() or not any(run.iterdir())

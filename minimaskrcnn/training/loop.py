@@ -28,7 +28,7 @@ from ..checkpoint import copy_checkpoint, load_checkpoint, save_checkpoint
 from ..data import collate
 from ..data.sources import RunData, describe
 from ..devices import amp_dtype, pick_device
-from ..evaluation import evaluate, headline_ap
+from ..evaluation import check_keypoint_data, evaluate, headline_ap
 from .config import TrainConfig, build_model_config, resolve, settings
 from .datasets import build_datasets
 from .guards import check_finite_losses, one_line_errors, out_of_memory_hint, with_message
@@ -137,6 +137,9 @@ class Run:
                                                               getattr(train_set, "num_keypoints", 0))
             model = MaskRCNN(model_config)
         self.model_config = model_config or getattr(model, "config", None)
+        num_keypoints = self.model_config.roi_heads.num_keypoints if self.model_config is not None else 0
+        if num_keypoints and val_set is not None:  # now, not when the training is over: keypoint AP needs sigmas
+            check_keypoint_data(val_set, num_keypoints)
         self.model = model.to(self.device).train()
         self.net = model  # what the forward pass runs: the model, or its DistributedDataParallel wrapper
         if self.world > 1:
