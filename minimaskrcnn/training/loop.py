@@ -137,7 +137,7 @@ class Run:
                                                               getattr(train_set, "num_keypoints", 0))
             model = MaskRCNN(model_config)
         self.model_config = model_config or getattr(model, "config", None)
-        num_keypoints = self.model_config.roi_heads.num_keypoints if self.model_config is not None else 0
+        num_keypoints = getattr(getattr(self.model_config, "roi_heads", None), "num_keypoints", 0)
         if num_keypoints and val_set is not None:  # now, not when the training is over: keypoint AP needs sigmas
             check_keypoint_data(val_set, num_keypoints)
         self.model = model.to(self.device).train()
@@ -292,8 +292,8 @@ class Run:
                 "class_names": list(getattr(self.train_set, "class_names", [])),
                 "label_to_cat_id": dict(getattr(self.train_set, "label_to_cat_id", {})),
                 # and, for a keypoint model, what predict draws and evaluate checks the data against
-                "keypoints": keypoint_layout(self.train_set) if getattr(self.model_config, "roi_heads", None)
-                and self.model_config.roi_heads.num_keypoints else None}
+                "keypoints": keypoint_layout(self.train_set)
+                if getattr(getattr(self.model_config, "roi_heads", None), "num_keypoints", 0) else None}
 
     def emergency_save(self, fix: bool = False) -> str:
         """The one way out of a step stopped at once, wherever it landed: a second Ctrl-C or SIGTERM, or an error.
