@@ -142,3 +142,17 @@ def test_bad_keypoint_data_stops_train_before_any_work(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and err.startswith(f"error: {ann}: annotation {data['annotations'][0]['id']} "
                                                          f"has keypoint visibility 5")
     assert not run.exists() or not any(run.iterdir())
+
+
+def test_coco_person_keypoints_train_with_the_keypoint_preset(coco_root):
+    """--annotations person_keypoints_*.json --config keypoint_r50_fpn: people, 17 keypoints, COCO's flip pairs, no
+    mask branch (torchvision's keypointrcnn); the flip swaps left and right as torchvision's references do."""
+    ann = coco_root / "annotations" / "person_keypoints_val2017.json"
+    cfg = parse_train("--annotations", str(ann), "--images", str(coco_root / "val2017"), "--config", "keypoint_r50_fpn")
+    train, _ = build_datasets(cfg)
+    model_cfg = training.build_model_config(cfg, train.num_classes, train.num_keypoints)
+    assert (model_cfg.num_classes, model_cfg.roi_heads.num_keypoints, model_cfg.roi_heads.mask_branch) == (2, 17, False)
+    order = list(range(17))
+    for i, j in train.transforms.flip_pairs:
+        order[i], order[j] = j, i
+    assert order == [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15]  # torchvision references' flip_inds

@@ -91,3 +91,21 @@ def test_class_keypoints_leave_out_another_class_s_slots():
     limbs, points = lines_and_points(ax)
     assert np.allclose(points, keypoints[0, :4, :2].double().numpy() - 0.5) and len(limbs) == 4  # the square's
     plt.close(fig)
+
+
+def test_keypoint_grid_draws_each_image_s_keypoints(tmp_path):
+    from minimaskrcnn.viz_keypoints import keypoint_grid
+
+    ds = shapes.ShapesDataset(3, image_size=64, keypoints=True, seed=1)
+    images, detections = [], []
+    for i in range(3):
+        image, t = ds[i]
+        images.append(image)
+        detections.append({"boxes": t["boxes"], "labels": t["labels"], "scores": torch.ones(len(t["labels"])),
+                           "keypoints": t["keypoints"], "keypoint_scores": t["keypoints"][..., 2] - 1.5})
+    fig = keypoint_grid(images, detections, shapes.CLASS_NAMES, ds.skeleton, cols=2, path=tmp_path / "grid.png")
+    for ax, t in zip(fig.axes, (ds[i][1] for i in range(3))):
+        _, points = lines_and_points(ax)
+        assert len(points) == int((t["keypoints"][..., 2] == 2).sum())
+    assert len(fig.axes) == 4 and not fig.axes[3].lines and (tmp_path / "grid.png").stat().st_size > 0
+    plt.close(fig)
