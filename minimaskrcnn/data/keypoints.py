@@ -67,3 +67,15 @@ def check_sigmas(sigmas, num_keypoints: int, source: str) -> tuple | None:
         raise ValueError(f"{source}: keypoint_sigmas must be {num_keypoints} positive numbers, one per keypoint "
                          f"type; got {sigmas!r}")
     return sigmas
+
+
+def keypoint_layout(dataset) -> dict | None:
+    """A dataset's keypoint layout (the module docstring's fields) as plain lists, for a checkpoint: names,
+    skeleton, flip_pairs, sigmas, and class_keypoints {label: slots} where classes label slots of their own (the
+    shapes); None for a dataset without keypoints."""
+    if not getattr(dataset, "num_keypoints", 0):
+        return None
+    sigmas = dataset.keypoint_sigmas
+    return {"names": list(dataset.keypoint_names), "skeleton": [list(p) for p in dataset.skeleton],
+            "flip_pairs": [list(p) for p in dataset.flip_pairs], "sigmas": None if sigmas is None else list(sigmas),
+            "class_keypoints": {int(k): list(v) for k, v in getattr(dataset, "class_keypoints", {}).items()}}

@@ -26,6 +26,7 @@ from .. import config as config_lib
 from .. import paths
 from ..checkpoint import copy_checkpoint, load_checkpoint, save_checkpoint
 from ..data import collate
+from ..data.keypoints import keypoint_layout
 from ..data.sources import RunData, describe
 from ..devices import amp_dtype, pick_device
 from ..evaluation import check_keypoint_data, evaluate, headline_ap
@@ -100,18 +101,6 @@ def train(cfg: TrainConfig, model_config=None, model=None, train_set=None, val_s
     return run.finish()
 
 
-def keypoint_layout(dataset) -> dict | None:
-    """The keypoint layout of a dataset (data/keypoints.py) as plain lists, for a checkpoint: names, skeleton,
-    flip_pairs, sigmas, and class_keypoints {label: slots} where classes label slots of their own (the shapes);
-    None for a dataset without keypoints."""
-    if not getattr(dataset, "num_keypoints", 0):
-        return None
-    sigmas = dataset.keypoint_sigmas
-    return {"names": list(dataset.keypoint_names), "skeleton": [list(p) for p in dataset.skeleton],
-            "flip_pairs": [list(p) for p in dataset.flip_pairs], "sigmas": None if sigmas is None else list(sigmas),
-            "class_keypoints": {int(k): list(v) for k, v in getattr(dataset, "class_keypoints", {}).items()}}
-
-
 class Run:
     """One training run. Built from a TrainConfig (and whatever replaces what it would build), it resumes
     from cfg.resume when given; then `train` calls its steps."""
@@ -137,9 +126,9 @@ class Run:
                                                               getattr(train_set, "num_keypoints", 0))
             model = MaskRCNN(model_config)
         self.model_config = model_config or getattr(model, "config", None)
-        num_keypoints = getattr(getattr(self.model_config, "roi_heads", None), "num_keypoints", 0)
-        if num_keypoints and val_set is not None:  # now, not when the training is over: keypoint AP needs sigmas
-            check_keypoint_data(val_set, num_keypoints)
+        self.num_keypoints = getattr(getattr(self.model_config, "roi_heads", None), "num_keypoints", 0)
+        if self.num_keypoints and val_set is not None:  # now, not after the training: keypoint AP needs sigmas
+            check_keypoint_data(val_set, self.num_keypoints)
         self.model = model.to(self.device).train()
         self.net = model  # what the forward pass runs: the model, or its DistributedDataParallel wrapper
         if self.world > 1:
@@ -288,12 +277,10 @@ class Run:
                 "train_config": settings(self.cfg), "progress": dataclasses.asdict(self.progress), "rng": rngs,
                 # the data it trained on, and the held-out set `evaluate` uses by default (data/sources.py)
                 "data": self.cfg.data.to_dict(),
-                # what predict and evaluate need to name classes and map them back to COCO ids
+                # what predict and evaluate need to name classes, map them back to COCO ids and draw keypoints
                 "class_names": list(getattr(self.train_set, "class_names", [])),
                 "label_to_cat_id": dict(getattr(self.train_set, "label_to_cat_id", {})),
-                # and, for a keypoint model, what predict draws and evaluate checks the data against
-                "keypoints": keypoint_layout(self.train_set)
-                if getattr(getattr(self.model_config, "roi_heads", None), "num_keypoints", 0) else None}
+                "keypoints": keypoint_layout(self.train_set) if self.num_keypoints else None}
 
     def emergency_save(self, fix: bool = False) -> str:
         """The one way out of a step stopped at once, wherever it landed: a second Ctrl-C or SIGTERM, or an error.
