@@ -96,7 +96,7 @@ def test_weights_errors(tmp_path, capsys):
     image, out = str(tmp_path / "a.png"), str(tmp_path / "pred")
     assert cli.main(["predict", "--weights", str(tmp_path / "nope.pth"), image, "--out", out]) == 2
     assert capsys.readouterr().err == f"error: --weights {tmp_path / 'nope.pth'}: no such file (--weights coco: " \
-                                      f"torchvision's COCO model)\n"
+                                      f"torchvision's COCO model; coco-keypoints: its COCO keypoint model)\n"
     ours = save_checkpoint(tmp_path / "last.pt", {"model": {"w": torch.zeros(1)}, "model_config": None})
     assert cli.main(["predict", "--weights", str(ours), image, "--out", out]) == 2
     assert capsys.readouterr().err.startswith(f"error: weights file {ours} is not a torchvision state_dict "

@@ -1,5 +1,5 @@
-"""`python -m minimaskrcnn evaluate`: COCO box and mask AP of a checkpoint, on the held-out set its run used or on
-the data named here."""
+"""`python -m minimaskrcnn evaluate`: COCO box and mask AP (and keypoint AP, for a keypoint model) of a checkpoint,
+on the held-out set its run used or on the data named here."""
 from __future__ import annotations
 
 import time

@@ -19,6 +19,9 @@ import re
 COCO_PERSON_KEYPOINTS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
                          "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
                          "left_knee", "right_knee", "left_ankle", "right_ankle")
+# COCO person_keypoints' skeleton (its files' "skeleton", counted from 1) made 0-based: legs, torso, arms, face
+COCO_PERSON_SKELETON = [(15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8),
+                        (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6)]
 # COCO's OKS sigmas, one per person keypoint (pycocotools' kpt_oks_sigmas): the spread of human annotators'
 # clicks about the true point, as a fraction of the person's scale. Eyes and nose are sharp (0.025), hips vague
 # (0.107): a keypoint prediction is judged against how well people themselves agree.
@@ -64,3 +67,15 @@ def check_sigmas(sigmas, num_keypoints: int, source: str) -> tuple | None:
         raise ValueError(f"{source}: keypoint_sigmas must be {num_keypoints} positive numbers, one per keypoint "
                          f"type; got {sigmas!r}")
     return sigmas
+
+
+def keypoint_layout(dataset) -> dict | None:
+    """A dataset's keypoint layout (the module docstring's fields) as plain lists, for a checkpoint: names,
+    skeleton, flip_pairs, sigmas, and class_keypoints {label: slots} where classes label slots of their own (the
+    shapes); None for a dataset without keypoints."""
+    if not getattr(dataset, "num_keypoints", 0):
+        return None
+    sigmas = dataset.keypoint_sigmas
+    return {"names": list(dataset.keypoint_names), "skeleton": [list(p) for p in dataset.skeleton],
+            "flip_pairs": [list(p) for p in dataset.flip_pairs], "sigmas": None if sigmas is None else list(sigmas),
+            "class_keypoints": {int(k): list(v) for k, v in getattr(dataset, "class_keypoints", {}).items()}}

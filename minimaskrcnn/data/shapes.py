@@ -146,6 +146,8 @@ class ShapesDataset:
         self.skeleton = list(SKELETON) if keypoints else []
         self.flip_pairs = list(FLIP_PAIRS) if keypoints else []
         self.keypoint_sigmas = KEYPOINT_SIGMAS if keypoints else None
+        # label -> the keypoint slots its instances label (the others are never trained: drawing leaves them out)
+        self.class_keypoints = {lab: list(range(11))[slots] for lab, slots in SLOTS.items()} if keypoints else {}
 
     def __len__(self) -> int:
         return self.num_images

@@ -27,7 +27,8 @@ SCHEDULES = ("step", "cosine")
 @dataclass
 class TrainConfig:
     # model and data
-    config: str = "cpu_small"  # model preset (config.PRESETS): "cpu_small", "r50_fpn", "r50_c4"
+    config: str = "cpu_small"  # model preset (config.PRESETS): "cpu_small", "r50_fpn", "r50_c4", and with keypoints
+    # (Sec. 5, on keypoint data) "cpu_small_keypoints", "keypoint_r50_fpn"
     # the weights it starts from (transfer.py): "imagenet" (Sec. 3.1), "coco", "none" or a file (a minimaskrcnn
     # checkpoint, a torchvision state_dict); None: the preset's default (`init_of`), imagenet for the ResNet-50s
     init: str | None = None
@@ -199,10 +200,19 @@ def settings(cfg: TrainConfig) -> dict:
     return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "data"}
 
 
-def build_model_config(cfg: TrainConfig, num_classes: int) -> config_lib.ModelConfig:
-    """The preset cfg.config for num_classes, with the image size overrides and the trainable stages applied.
-    From COCO, the frozen BatchNorm's eps is torchvision's for those weights, 0 (convert.coco_config)."""
+def build_model_config(cfg: TrainConfig, num_classes: int, num_keypoints: int = 0) -> config_lib.ModelConfig:
+    """The preset cfg.config for num_classes, with the image size overrides and the trainable stages applied;
+    from COCO, the frozen BatchNorm's eps is torchvision's for those weights, 0 (convert.coco_config). A keypoint
+    preset gets the data's `num_keypoints` types (ValueError naming the data when it has none)."""
     model_cfg = config_lib.get_config(cfg.config, num_classes)
+    if model_cfg.roi_heads.num_keypoints:
+        if not num_keypoints:
+            data = getattr(cfg.data.train, "annotations", None) or getattr(cfg.data.train, "name", cfg.data.train)
+            raise ValueError(f"model preset {cfg.config} (--config) learns keypoints but the data {data} has none: "
+                             f"train it on keypoint data (--data shapes --keypoints, or COCO's "
+                             f"person_keypoints_*.json with --annotations)")
+        heads = dataclasses.replace(model_cfg.roi_heads, num_keypoints=num_keypoints)
+        model_cfg = dataclasses.replace(model_cfg, roi_heads=heads)
     sizes = {k: v for k, v in (("min_size", cfg.min_size), ("max_size", cfg.max_size)) if v is not None}
     backbone = dataclasses.replace(model_cfg.backbone, trainable_layers=trainable_layers_of(cfg))
     if init_of(cfg) == "coco":

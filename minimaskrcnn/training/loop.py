@@ -26,9 +26,10 @@ from .. import config as config_lib
 from .. import paths
 from ..checkpoint import copy_checkpoint, load_checkpoint, save_checkpoint
 from ..data import collate
+from ..data.keypoints import keypoint_layout
 from ..data.sources import RunData, describe
 from ..devices import amp_dtype, pick_device
-from ..evaluation import evaluate, headline_ap
+from ..evaluation import check_keypoint_data, evaluate, headline_ap
 from .config import TrainConfig, build_model_config, resolve, settings
 from .datasets import build_datasets
 from .guards import check_finite_losses, one_line_errors, out_of_memory_hint, with_message
@@ -123,10 +124,14 @@ class Run:
         if model is None:
             from ..model import MaskRCNN
 
-            model_config = model_config or build_model_config(cfg, train_set.num_classes)
+            model_config = model_config or build_model_config(cfg, train_set.num_classes,
+                                                              getattr(train_set, "num_keypoints", 0))
             model = MaskRCNN(model_config)
         self.model_config = model_config or getattr(model, "config", None)
         self.init_record = None if cfg.resume else start_from_init(cfg, model, train_set, given, self.rank, self.world)
+        self.num_keypoints = getattr(getattr(self.model_config, "roi_heads", None), "num_keypoints", 0)
+        if self.num_keypoints and val_set is not None:  # now, not after the training: keypoint AP needs sigmas
+            check_keypoint_data(val_set, self.num_keypoints)
         self.model = model.to(self.device).train()
         self.net = model  # what the forward pass runs: the model, or its DistributedDataParallel wrapper
         if self.world > 1:
@@ -276,9 +281,10 @@ class Run:
                 "train_config": settings(self.cfg), "progress": dataclasses.asdict(self.progress), "rng": rngs,
                 # the data it trained on, and the held-out set `evaluate` uses by default (data/sources.py)
                 "data": self.cfg.data.to_dict(),
-                # what predict and evaluate need to name classes and map them back to COCO ids
+                # what predict and evaluate need to name classes, map them back to COCO ids and draw keypoints
                 "class_names": list(getattr(self.train_set, "class_names", [])),
                 "label_to_cat_id": dict(getattr(self.train_set, "label_to_cat_id", {})),
+                "keypoints": keypoint_layout(self.train_set) if self.num_keypoints else None,
                 "init": self.init_record}  # the weights it started from: source, checksum (training/start.py)
 
     def emergency_save(self, fix: bool = False) -> str:
