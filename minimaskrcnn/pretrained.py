@@ -332,9 +332,10 @@ def load_torchvision_keypoint_weights(path, **overrides) -> PretrainedKeypoints:
              ["background"] + [str(i) for i in range(1, num_classes)])
     people = K == len(COCO_PERSON_KEYPOINTS)
     keypoint_names = list(COCO_PERSON_KEYPOINTS) if people else [f"keypoint_{i}" for i in range(K)]
-    return PretrainedKeypoints(model.eval(), names, {i: i for i in range(1, num_classes)}, keypoint_names,
-                               list(COCO_PERSON_SKELETON) if people else [], flip_pairs_from_names(keypoint_names),
-                               COCO_PERSON_SIGMAS if people else None)
+    return PretrainedKeypoints(model.eval(), names, {i: i for i in range(1, num_classes)},
+                               keypoint_names=keypoint_names, skeleton=list(COCO_PERSON_SKELETON) if people else [],
+                               flip_pairs=flip_pairs_from_names(keypoint_names),
+                               keypoint_sigmas=COCO_PERSON_SIGMAS if people else None)
 
 
 def coco_keypointrcnn(cache=None, url: str | None = None, progress: bool = True, timeout: float = 60.0,
