@@ -32,14 +32,12 @@ report lists the frozen ones.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
 from . import config as config_lib
-from . import pretrained
+from . import pretrained, weights
 from .checkpoint import with_overrides
 
 CLASS_TENSORS = ("roi_heads.box_predictor.cls_score.", "roi_heads.box_predictor.bbox_pred.",
@@ -101,7 +99,7 @@ def load_into(model, source: str, categories=None, *, cache=None, progress: bool
     num_classes = model.config.num_classes
     if categories is not None:
         categories = check_categories(categories, num_classes)
-    src = pretrained.read_source(model, source, cache, progress)
+    src = weights.read_source(model, source, cache, progress)
     check_architecture(model, src)
     target = model.state_dict()
     loaded, fresh = [], []
@@ -167,7 +165,7 @@ def class_rows(source_names, categories, source_count: int, num_classes: int) ->
                        if n.strip().lower() in index]
 
 
-def src_count(src: pretrained.Source) -> int:
+def src_count(src: weights.Source) -> int:
     logits = src.state.get("roi_heads.box_predictor.cls_score.bias")
     return 0 if logits is None else logits.shape[0]
 
@@ -177,7 +175,7 @@ def src_count(src: pretrained.Source) -> int:
 # ------------------------------------------------------------------------------------------------
 
 
-def check_architecture(model, src: pretrained.Source) -> None:
+def check_architecture(model, src: weights.Source) -> None:
     """ValueError naming the differing config fields unless every tensor the source holds for this model has the
     model's shape (class and keypoint tensors: the same shape per class / keypoint type)."""
     target = model.state_dict()

@@ -14,7 +14,7 @@ import torch
 import torchvision
 from torch import nn
 
-from minimaskrcnn import cli, config, pretrained, training, transfer
+from minimaskrcnn import cli, config, pretrained, training, transfer, weights
 from minimaskrcnn.checkpoint import read_checkpoint, save_checkpoint
 from minimaskrcnn.convert import convert_torchvision_maskrcnn
 from minimaskrcnn.data import ShapesDataset
@@ -71,7 +71,7 @@ def hub(served, tmp_path, monkeypatch):
     official = "https://download.pytorch.org/models/"
     monkeypatch.setenv(pretrained.MIRROR_ENV, server.url)
     monkeypatch.setenv(pretrained.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.setattr(pretrained, "IMAGENET_URLS", {18: official + names["r18"], 50: official + names["r50"]})
+    monkeypatch.setattr(weights, "IMAGENET_URLS", {18: official + names["r18"], 50: official + names["r50"]})
     monkeypatch.setattr(pretrained, "COCO_WEIGHTS_URL", official + names["coco"])
     yield server
     shutil.rmtree(tmp_path / "cache", ignore_errors=True)
@@ -242,7 +242,7 @@ def test_refusals_name_the_problem_and_change_nothing(served, hub, tmp_path, mon
     with pytest.raises(ValueError, match=r"^init imagenet \(resnet18-.*\) is another architecture than this model: "
                                          r"backbone.stem_channels 64 != 16 \(source"):  # cpu_small: a narrow ResNet-18
         transfer.load_into(MaskRCNN(config.cpu_small()), "imagenet", progress=False)
-    monkeypatch.delitem(pretrained.IMAGENET_URLS, 18)  # as torchvision's detection models: ResNet-50 and -101 only
+    monkeypatch.delitem(weights.IMAGENET_URLS, 18)  # as torchvision's detection models: ResNet-50 and -101 only
     with pytest.raises(ValueError, match=r"^init imagenet: .* ResNet-50 and ResNet-101; this model has "
                                          r"backbone.depth 18"):
         transfer.load_into(MaskRCNN(config.cpu_small()), "imagenet")
@@ -263,7 +263,7 @@ def test_refusals_name_the_problem_and_change_nothing(served, hub, tmp_path, mon
         monkeypatch.setenv(pretrained.MIRROR_ENV, server.url)
         with pytest.raises(ValueError, match=r"checksum mismatch for resnet50-.*: sha256 [0-9a-f]{64}, expected "):
             transfer.load_into(MaskRCNN(config.r50_fpn(4)), "imagenet", progress=False)
-        assert not pretrained.is_cached(pretrained.IMAGENET_URLS[50]) and list(pretrained.cache_dir().glob("*.corrupt"))
+        assert not pretrained.is_cached(weights.IMAGENET_URLS[50]) and list(pretrained.cache_dir().glob("*.corrupt"))
         (cut / names["coco"]).write_bytes(good[: len(good) // 2])  # --init coco: not COCO's file
         with pytest.raises(ValueError, match=r"checksum mismatch for maskrcnn_resnet50_fpn_coco-"):
             transfer.load_into(MaskRCNN(config.r50_fpn(4)), "coco", DATASET, progress=False)

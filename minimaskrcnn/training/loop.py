@@ -30,7 +30,7 @@ from ..data.keypoints import keypoint_layout
 from ..data.sources import RunData, describe
 from ..devices import amp_dtype, pick_device
 from ..evaluation import check_keypoint_data, evaluate, headline_ap
-from .config import TrainConfig, build_model_config, resolve, settings
+from .config import TrainConfig, resolve, settings
 from .datasets import build_datasets
 from .guards import check_finite_losses, one_line_errors, out_of_memory_hint, with_message
 from .log import append_record, drop_records_after, read_records
@@ -38,7 +38,7 @@ from .runtime import (average_losses_and_stop, grad_scaler, init_distributed, pr
                       seed_everything, set_rng_state)
 from .sampler import ResumableSampler, SeededSamples
 from .schedule import build_optimizer, lr_at
-from .start import start_from_init
+from .start import build_model
 from .stop import StopRequests, Terminated, stopped_at_once
 
 
@@ -120,15 +120,8 @@ class Run:
         cfg = dataclasses.replace(cfg, data=RunData(describe(train_set), describe(val_set)))
         self.cfg = cfg = resolve(cfg, len(train_set), self.world)
         self.amp_dtype = amp_dtype(cfg.amp, self.device)
-        given = model is not None
-        if model is None:
-            from ..model import MaskRCNN
-
-            model_config = model_config or build_model_config(cfg, train_set.num_classes,
-                                                              getattr(train_set, "num_keypoints", 0))
-            model = MaskRCNN(model_config)
-        self.model_config = model_config or getattr(model, "config", None)
-        self.init_record = None if cfg.resume else start_from_init(cfg, model, train_set, given, self.rank, self.world)
+        model, self.model_config, self.init_record = build_model(cfg, train_set, model, model_config, self.rank,
+                                                                 self.world)
         self.num_keypoints = getattr(getattr(self.model_config, "roi_heads", None), "num_keypoints", 0)
         if self.num_keypoints and val_set is not None:  # now, not after the training: keypoint AP needs sigmas
             check_keypoint_data(val_set, self.num_keypoints)
