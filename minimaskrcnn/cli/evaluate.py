@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .. import paths
+from .. import paths, runs
 from ..devices import check_device_name
-from .flags import add_model_flags, check_flag, model_flags_in_flag_terms
+from .flags import add_model_flags, check_flag, check_none_empty, model_flags_in_flag_terms
 
 
 def add_arguments(p) -> None:
@@ -20,6 +20,8 @@ def add_arguments(p) -> None:
     p.add_argument("--num-images", type=int, default=200, help="held-out synthetic images (--data shapes)")
     p.add_argument("--out", default=None, help="results JSON (default: results_<JSON name>_<path hash>.json next to "
                                                "the checkpoint)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="the results file exists: move it into replaced-<time>/ beside it and write anew")
     add_model_flags(p)
 
 
@@ -40,6 +42,8 @@ def run(args) -> None:
     from ..evaluation import evaluate, summary_line
     from ..predict import model_from_checkpoint
 
+    check_none_empty(args, {f"--{name}": name for name in ("checkpoint", "annotations", "images", "data", "split",
+                                                           "out")})
     check_device_name("--device", args.device)
     check_flag("--batch-size", args.batch_size, 1)
     check_flag("--num-images", args.num_images, 1)
@@ -60,6 +64,7 @@ def run(args) -> None:
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; name the results file, e.g. {out / 'results.json'}")
     paths.writable_folder(out.parent)  # before the inference, whose results would be lost
+    runs.make_room(out.parent, [out.name], args.overwrite, "choose another --out")  # earlier results are kept
     metrics = evaluate(model, dataset, args.batch_size, out_json=out)
     print(f"results: {out}")
     print(summary_line(metrics, time.perf_counter() - start))

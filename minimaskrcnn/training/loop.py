@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .. import config as config_lib
-from .. import paths
+from .. import paths, runs
 from ..checkpoint import copy_checkpoint, load_checkpoint, save_checkpoint
 from ..data import collate
 from ..data.sources import RunData, describe
@@ -100,6 +100,16 @@ def train(cfg: TrainConfig, model_config=None, model=None, train_set=None, val_s
     return run.finish()
 
 
+def check_fresh_out(cfg: TrainConfig, move: bool) -> None:
+    """A fresh run never replaces another's files (runs.py): ValueError when cfg.out holds a run (a checkpoint or
+    a metrics.jsonl) and cfg.overwrite is not set; with it and `move`, that run's files go into
+    cfg.out/replaced-<time>/. A resumed run continues the run in its folder."""
+    if cfg.resume or not runs.holds_run(cfg.out) or (cfg.overwrite and not move):
+        return
+    instead = f"continue it with `train --resume {Path(cfg.out) / 'last.pt'}`, or choose another --out"
+    runs.make_room(cfg.out, runs.run_files(cfg.out), cfg.overwrite, instead)
+
+
 class Run:
     """One training run. Built from a TrainConfig (and whatever replaces what it would build), it resumes
     from cfg.resume when given; then `train` calls its steps."""
@@ -108,6 +118,7 @@ class Run:
         self.start_time = time.perf_counter()
         self.owns_group = not dist.is_initialized()
         self.rank, self.world, local_rank = init_distributed()
+        check_fresh_out(cfg, move=False)  # refused now, not after the data is read
         self.device = pick_device(cfg.device, local_rank)
         seed_everything(cfg.seed)  # the same on every process: identical initial weights
         if train_set is None:
@@ -134,6 +145,7 @@ class Run:
         self.out = Path(cfg.out)
         self.log_path, self.last_ckpt = self.out / "metrics.jsonl", self.out / "last.pt"
         if self.rank == 0:
+            check_fresh_out(cfg, move=True)  # --overwrite: the earlier run's files go aside, kept
             paths.writable_folder(self.out)  # now, not after the first hour of training
         self.progress = self.resume() if cfg.resume else self.fresh()
         self.last_step = min(cfg.stop_at or cfg.iters, cfg.iters)  # this call ends after this step
@@ -149,8 +161,6 @@ class Run:
                         disable=not cfg.progress or self.rank != 0)
 
     def fresh(self) -> Progress:
-        if self.rank == 0 and self.log_path.exists():
-            self.log_path.unlink()  # a fresh run starts a fresh log (a resumed one keeps its steps)
         if self.world > 1:
             seed_everything(process_seed(self.cfg.seed, self.rank))  # replicas sample different anchors and RoIs
         return Progress()
