@@ -38,7 +38,7 @@ def default_results_name(dataset) -> str:
 
 
 def run(args) -> None:
-    from ..data.sources import evaluation_set
+    from ..data.sources import check_same_classes, evaluation_set
     from ..evaluation import evaluate, summary_line
     from ..predict import model_from_checkpoint
 
@@ -55,11 +55,8 @@ def run(args) -> None:
         raise model_flags_in_flag_terms(e) from e
     dataset = evaluation_set(state, args.checkpoint, args.annotations, args.images, args.data, args.split,
                              args.num_images)
-    trained_names = state.get("class_names")
-    if dataset.num_classes != model.config.num_classes or (trained_names and trained_names != dataset.class_names):
-        raise ValueError(f"checkpoint {args.checkpoint} was trained on {model.config.num_classes - 1} classes "
-                         f"{(trained_names or [])[1:6]}..., the dataset {dataset} has {dataset.num_classes - 1} "
-                         f"{dataset.class_names[1:6]}...")
+    check_same_classes(dataset, state.get("class_names"), model.config.num_classes,
+                       f"checkpoint {args.checkpoint} was trained on")
     out = Path(args.out) if args.out else Path(args.checkpoint).with_name(default_results_name(dataset))
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; name the results file, e.g. {out / 'results.json'}")

@@ -24,9 +24,9 @@ from tqdm.auto import tqdm
 
 from .. import config as config_lib
 from .. import paths, runs
-from ..checkpoint import copy_checkpoint, load_checkpoint, save_checkpoint
+from ..checkpoint import copy_checkpoint, load_checkpoint, read_checkpoint, save_checkpoint
 from ..data import collate
-from ..data.sources import RunData, describe
+from ..data.sources import RunData, check_same_classes, check_unchanged, describe
 from ..devices import amp_dtype, pick_device
 from ..evaluation import evaluate, headline_ap
 from .config import TrainConfig, build_model_config, resolve, settings
@@ -127,6 +127,13 @@ class Run:
         self.train_set, self.val_set = train_set, val_set
         # the data record says what the datasets are, also when they were given here
         cfg = dataclasses.replace(cfg, data=RunData(describe(train_set), describe(val_set)))
+        if hasattr(val_set, "class_names") and hasattr(train_set, "class_names"):  # else scored under other labels
+            check_same_classes(val_set, train_set.class_names, train_set.num_classes,
+                               "the held-out set must have the training set's classes: the run trains on")
+        if cfg.resume:  # the files the resumed run read have not changed since (their fingerprints), checked
+            recorded = read_checkpoint(cfg.resume).get("data")  # before its weights meet a model built for them
+            if recorded:
+                check_unchanged(RunData.from_dict(recorded), cfg.data, cfg.resume)
         self.cfg = cfg = resolve(cfg, len(train_set), self.world)
         self.amp_dtype = amp_dtype(cfg.amp, self.device)
         if model is None:
