@@ -56,7 +56,7 @@ def test_overwrite_moves_the_earlier_run_aside_and_never_deletes(tmp_path, capsy
     # again, within the same second: a second folder, the first one kept as it was
     second = runs.make_room(run, runs.run_files(run), True, "unused")
     assert second.name == aside.name + "-2" or second.name[:9] == "replaced-" and second != aside
-    assert sorted(runs.run_files(second)) == ["last.pt", "loss_curve.png", "metrics.jsonl"]
+    assert runs.run_files(second) == ["best.pt", "last.pt", "loss_curve.png", "metrics.jsonl"]  # this run's
     assert contents(aside) == {k: v for k, v in before.items() if k != "notes.txt"}
 
 
