@@ -1,11 +1,11 @@
 """Nothing lost, nothing accepted that makes no sense: a command never replaces an earlier run's or evaluation's
-files (runs.py: refused in one line, or moved aside with --overwrite), and a flag given as 0 or '' runs or is
+files (paths.make_room: refused in one line, or moved aside with --overwrite), and a flag given as 0 or '' runs or is
 refused in one line."""
 import json
 
 import pytest
 
-from minimaskrcnn import cli, runs, training
+from minimaskrcnn import cli, paths, training
 from minimaskrcnn.checkpoint import read_checkpoint
 from minimaskrcnn.data.sources import RunData
 
@@ -54,9 +54,9 @@ def test_overwrite_moves_the_earlier_run_aside_and_never_deletes(tmp_path, capsy
     assert read_checkpoint(run / "last.pt")["progress"]["step"] == 1
     assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1]
     # again, within the same second: a second folder, the first one kept as it was
-    second = runs.make_room(run, runs.run_files(run), True, "unused")
+    second = paths.make_room(run, paths.run_files(run), True, "unused")
     assert second.name == aside.name + "-2" or second.name[:9] == "replaced-" and second != aside
-    assert runs.run_files(second) == ["best.pt", "last.pt", "loss_curve.png", "metrics.jsonl"]  # this run's
+    assert paths.run_files(second) == ["best.pt", "last.pt", "loss_curve.png", "metrics.jsonl"]  # this run's
     assert contents(aside) == {k: v for k, v in before.items() if k != "notes.txt"}
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .. import config as config_lib
-from ..runs import holds_run, make_room
+from ..paths import holds_run, make_room
 from ..training import DEMO, TrainConfig, build_datasets, build_model_config, train
 from ..training.config import settings
 from .plots import plot_study
@@ -86,7 +86,7 @@ def run_study(name: str, seeds=(0, 1, 2), iters: int | None = None, out: str = "
     jobs > 1 runs that many trainings at once in separate processes, one thread each (a many-core
     machine or a GPU); every run is seeded on its own, so the results do not depend on jobs.
     variants: names of the variants to train (default: all); the summary then holds only those.
-    overwrite: out holds this study's results or runs: move them into out/replaced-<time>/ (runs.py) instead of
+    overwrite: out holds this study's results or runs: move them into out/replaced-<time>/ (paths.make_room) instead of
     refusing, before any training starts."""
     study = select_variants(get_study(name), variants)
     base = dataclasses.replace(study_train_config(iters), device=device, **(overrides or {}))

@@ -8,7 +8,7 @@ from ..ablation.report import markdown_table
 from ..ablation.run import earlier_results, run_study, write_results
 from ..ablation.studies import ABLATION_ITERS, STUDIES, get_study
 from ..devices import check_device_name
-from ..runs import make_room
+from ..paths import make_room
 from .flags import check_flag, check_not_empty
 
 

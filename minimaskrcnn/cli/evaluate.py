@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .. import paths, runs
+from .. import paths
 from ..devices import check_device_name
 from .flags import add_model_flags, check_flag, check_none_empty, model_flags_in_flag_terms
 
@@ -61,7 +61,7 @@ def run(args) -> None:
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; name the results file, e.g. {out / 'results.json'}")
     paths.writable_folder(out.parent)  # before the inference, whose results would be lost
-    runs.make_room(out.parent, [out.name], args.overwrite, "choose another --out")  # earlier results are kept
+    paths.make_room(out.parent, [out.name], args.overwrite, "choose another --out")  # earlier results are kept
     metrics = evaluate(model, dataset, args.batch_size, out_json=out)
     print(f"results: {out}")
     print(summary_line(metrics, time.perf_counter() - start))

@@ -59,7 +59,7 @@ class TrainConfig:
     ckpt_every: int = 500  # steps between checkpoints (and at the end)
     eval_every: int = 0  # steps between evaluations on the held-out set (0: only at the end)
     resume: str | None = None  # checkpoint to continue from
-    overwrite: bool = False  # a fresh run into an `out` that holds a run: move its files aside (runs.py), not refuse
+    overwrite: bool = False  # `out` holds a run: move its files aside (paths.make_room) instead of refusing
     stop_at: int | None = None  # end this run after this step (the schedule still spans iters)
     progress: bool = True  # tqdm progress bar
 

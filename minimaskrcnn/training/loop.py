@@ -23,15 +23,16 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .. import config as config_lib
-from .. import paths, runs
-from ..checkpoint import copy_checkpoint, load_checkpoint, read_checkpoint, save_checkpoint
+from .. import paths
+from ..checkpoint import copy_checkpoint, load_checkpoint, save_checkpoint
 from ..data import collate
-from ..data.sources import RunData, check_same_classes, check_unchanged, describe
+from ..data.sources import RunData, describe
 from ..devices import amp_dtype, pick_device
 from ..evaluation import evaluate, headline_ap
 from .config import TrainConfig, build_model_config, resolve, settings
 from .datasets import build_datasets
-from .guards import check_finite_losses, one_line_errors, out_of_memory_hint, with_message
+from .guards import (check_finite_losses, check_fresh_run, check_run_data, one_line_errors, out_of_memory_hint,
+                     with_message)
 from .log import append_record, drop_records_after, read_records
 from .runtime import (average_losses_and_stop, grad_scaler, init_distributed, process_seed, rng_state,
                       seed_everything, set_rng_state)
@@ -100,16 +101,6 @@ def train(cfg: TrainConfig, model_config=None, model=None, train_set=None, val_s
     return run.finish()
 
 
-def check_fresh_out(cfg: TrainConfig, move: bool) -> None:
-    """A fresh run never replaces another's files (runs.py): ValueError when cfg.out holds a run (a checkpoint or
-    a metrics.jsonl) and cfg.overwrite is not set; with it and `move`, that run's files go into
-    cfg.out/replaced-<time>/. A resumed run continues the run in its folder."""
-    if cfg.resume or not runs.holds_run(cfg.out) or (cfg.overwrite and not move):
-        return
-    instead = f"continue it with `train --resume {Path(cfg.out) / 'last.pt'}`, or choose another --out"
-    runs.make_room(cfg.out, runs.run_files(cfg.out), cfg.overwrite, instead)
-
-
 class Run:
     """One training run. Built from a TrainConfig (and whatever replaces what it would build), it resumes
     from cfg.resume when given; then `train` calls its steps."""
@@ -118,7 +109,7 @@ class Run:
         self.start_time = time.perf_counter()
         self.owns_group = not dist.is_initialized()
         self.rank, self.world, local_rank = init_distributed()
-        check_fresh_out(cfg, move=False)  # refused now, not after the data is read
+        check_fresh_run(cfg, move=False)  # refused now, not after the data is read
         self.device = pick_device(cfg.device, local_rank)
         seed_everything(cfg.seed)  # the same on every process: identical initial weights
         if train_set is None:
@@ -127,13 +118,7 @@ class Run:
         self.train_set, self.val_set = train_set, val_set
         # the data record says what the datasets are, also when they were given here
         cfg = dataclasses.replace(cfg, data=RunData(describe(train_set), describe(val_set)))
-        if hasattr(val_set, "class_names") and hasattr(train_set, "class_names"):  # else scored under other labels
-            check_same_classes(val_set, train_set.class_names, train_set.num_classes,
-                               "the held-out set must have the training set's classes: the run trains on")
-        if cfg.resume:  # the files the resumed run read have not changed since (their fingerprints), checked
-            recorded = read_checkpoint(cfg.resume).get("data")  # before its weights meet a model built for them
-            if recorded:
-                check_unchanged(RunData.from_dict(recorded), cfg.data, cfg.resume)
+        check_run_data(cfg, train_set, val_set)  # held-out classes; with --resume, the files unchanged since
         self.cfg = cfg = resolve(cfg, len(train_set), self.world)
         self.amp_dtype = amp_dtype(cfg.amp, self.device)
         if model is None:
@@ -152,7 +137,7 @@ class Run:
         self.out = Path(cfg.out)
         self.log_path, self.last_ckpt = self.out / "metrics.jsonl", self.out / "last.pt"
         if self.rank == 0:
-            check_fresh_out(cfg, move=True)  # --overwrite: the earlier run's files go aside, kept
+            check_fresh_run(cfg, move=True)  # --overwrite: the earlier run's files go aside, kept
             paths.writable_folder(self.out)  # now, not after the first hour of training
         self.progress = self.resume() if cfg.resume else self.fresh()
         self.last_step = min(cfg.stop_at or cfg.iters, cfg.iters)  # this call ends after this step
