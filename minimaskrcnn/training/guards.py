@@ -68,8 +68,8 @@ def one_line_errors(loader, step: int):
 
 
 def check_fresh_run(cfg, move: bool) -> None:
-    """A fresh run never replaces another's files (paths.make_room): ValueError when cfg.out holds a run (a checkpoint or
-    a metrics.jsonl) and cfg.overwrite is not set; with it and `move`, that run's files go into
+    """A fresh run never replaces another's files (paths.make_room): ValueError when cfg.out holds a run (a
+    checkpoint or a metrics.jsonl) and cfg.overwrite is not set; with it and `move`, that run's files go into
     cfg.out/replaced-<time>/. A resumed run continues the run in its folder."""
     if cfg.resume or not paths.holds_run(cfg.out) or (cfg.overwrite and not move):
         return
