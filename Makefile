@@ -32,8 +32,9 @@ unit: $(STAMP)
 notebooks: $(STAMP)
 	$(PY) -m pytest -q --nbval-lax -p no:cacheprovider notebooks
 
+# A second `make demo` keeps the first one's files, in runs/demo/replaced-<time>/ (--overwrite moves, never deletes).
 demo: $(STAMP)
-	$(PY) -m minimaskrcnn demo
+	$(PY) -m minimaskrcnn demo --overwrite
 
 bench: $(STAMP)
 	$(PY) benchmarks/ops.py

@@ -20,6 +20,10 @@ differs, and it never writes into site-packages.
   where torchvision keeps the same file, so weights it downloaded are reused.
 - **Run outputs** (`train --out`, `predict --out`, ...) are paths like any other, relative to the current folder;
   the notebooks' own runs go to `runs_dir()`: <clone>/runs, or ./runs when installed.
+- **No run replaces another's files** (`make_room`): `train`, `demo`, `evaluate --out` and `ablate --out` (and the
+  Python `train()` and `run_study()`) refuse a folder that holds what an earlier run wrote (a checkpoint, a
+  metrics.jsonl, results) in one line naming it; with overwrite (`--overwrite`) those files are moved aside, never
+  deleted, into <folder>/replaced-<date>-<time>/. Only what a run writes is moved (RUN_FILES).
 
 A COCO root has the official layout:
 
@@ -29,6 +33,7 @@ A COCO root has the official layout:
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 COCO_ENV = "MINIMASKRCNN_COCO"
@@ -123,3 +128,55 @@ def writable_folder(folder: str | os.PathLike) -> Path:
     except OSError as e:
         raise ValueError(f"cannot write to the folder {folder}: {e.strerror or e}") from e
     return folder
+
+
+# what the package's commands write into a run folder; the first two mark it as holding a run
+RUN_MARKS = ("metrics.jsonl", "*.pt")
+RUN_FILES = RUN_MARKS + ("loss_curve.png", "results.json", "results_*.json", "predictions.png")
+
+
+def run_files(folder, patterns=RUN_FILES) -> list[str]:
+    """The names in `folder` that match `patterns` (sorted; [] when the folder does not exist)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted({p.name for pattern in patterns for p in folder.glob(pattern)})
+
+
+def holds_run(folder) -> bool:
+    """True when `folder` holds a run: a checkpoint (*.pt) or a metrics.jsonl."""
+    return bool(run_files(folder, RUN_MARKS))
+
+
+def make_room(folder, names, overwrite: bool, instead: str) -> Path | None:
+    """Make sure nothing in `folder` named in `names` (relative paths: files or folders) is replaced.
+
+    None of them exist: returns None. Some do: ValueError "<folder> already holds <names>: <instead>, or give
+    --overwrite ..." unless `overwrite`; with it, moves them into a new <folder>/replaced-<date>-<time>/ (their
+    relative paths kept), says so in one line, and returns that folder."""
+    folder = Path(folder)
+    there = [name for name in names if (folder / name).exists()]
+    if not there:
+        return None
+    listed = ", ".join(there[:4]) + (f" and {len(there) - 4} more" if len(there) > 4 else "")
+    if not overwrite:
+        raise ValueError(f"{folder} already holds {listed}, which this would replace: {instead}, or give --overwrite "
+                         f"(overwrite=True in Python) to move those files into {folder}/replaced-<time>/")
+    aside = new_folder(folder, "replaced-" + time.strftime("%Y%m%d-%H%M%S"))
+    for name in there:
+        (aside / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).rename(aside / name)
+    print(f"moved {listed} to {aside}/ (--overwrite)")
+    return aside
+
+
+def new_folder(parent: Path, name: str) -> Path:
+    """parent/name, or parent/name-2, -3, ... when it exists; created."""
+    for k in range(1, 1000):
+        path = parent / (name if k == 1 else f"{name}-{k}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise ValueError(f"{parent} holds too many {name}* folders")

@@ -1,5 +1,6 @@
 """Your own dataset: a CVAT-style COCO export (one JSON, one image folder) built here, trained on through the
 command line and the Python API; the checkpoint remembers the data, so `evaluate` and `train --resume` reuse it."""
+import hashlib
 import json
 import re
 import warnings
@@ -11,7 +12,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from minimaskrcnn import cli, training
-from minimaskrcnn.checkpoint import read_checkpoint
+from minimaskrcnn.checkpoint import read_checkpoint, save_checkpoint
 from minimaskrcnn.training.sampler import ResumableSampler
 from minimaskrcnn.data import CocoDataset
 
@@ -91,7 +92,9 @@ def test_train_evaluate_and_resume_on_an_export_through_the_cli(export, tmp_path
                          "--val-annotations", str(ann_file), "--val-images", str(images),
                          "--iters", "6", "--stop-at", "4", "--out", str(run), *CPU_SMALL_96]) == 0
         state = read_checkpoint(run / "last.pt")
-        recorded = {"kind": "coco", "annotations": str(ann_file.resolve()), "images": str(images.resolve())}
+        recorded = {"kind": "coco", "annotations": str(ann_file.resolve()), "images": str(images.resolve()),
+                    "sha256": hashlib.sha256(ann_file.read_bytes()).hexdigest(), "num_images": 8,
+                    "categories": ("square", "triangle")}  # its fingerprint: `--resume` notices a changed file
         assert state["data"] == {"train": recorded, "val": recorded}
         assert "data" not in state["train_config"]  # the data is described once, in the record
         assert state["class_names"] == ["background", "square", "triangle"]
@@ -125,7 +128,9 @@ def test_a_checkpoint_trained_through_the_python_api_records_its_data(export, tm
     training.train(cfg, train_set=train_set, val_set=val_set)
     state = read_checkpoint(tmp_path / "api" / "last.pt")
     assert state["data"]["train"] == {"kind": "coco", "annotations": str(ann_file.resolve()),
-                                      "images": str(images.resolve())}
+                                      "images": str(images.resolve()),
+                                      "sha256": hashlib.sha256(ann_file.read_bytes()).hexdigest(), "num_images": 8,
+                                      "categories": ("square", "triangle")}
     capsys.readouterr()
     with pytest.warns(UserWarning, match=r"instances_default.json: left out 1 annotations"):  # the same export
         assert cli.main(["evaluate", "--checkpoint", str(tmp_path / "api" / "last.pt"), "--device", "cpu"]) == 0
@@ -184,3 +189,68 @@ def test_a_corrupt_image_met_mid_training_saves_a_checkpoint_then_stops(export, 
         victim.write_bytes(good)  # repaired: the run continues where it stopped
         assert cli.main(["train", "--resume", str(run / "last.pt")]) == 0
     assert read_checkpoint(run / "last.pt")["progress"]["step"] == 5
+
+
+def test_resume_refuses_an_export_that_changed_since_naming_what_changed(export, tmp_path, capsys):
+    """The checkpoint recorded only the paths: after the classes were renamed in the JSON, or half its images
+    deleted, `--resume` went on silently and wrote the new class names into the run."""
+    ann_file, images = export
+    run = tmp_path / "run"
+    original = ann_file.read_text()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the dropped rectangle, tested above
+        assert cli.main(["train", "--annotations", str(ann_file), "--images", str(images), "--iters", "2",
+                         "--stop-at", "1", "--out", str(run), *CPU_SMALL_96]) == 0
+        saved = (run / "last.pt").read_bytes()
+        data = json.loads(original)
+        renamed = {**data, "categories": [{**c, "name": c["name"].upper()} for c in data["categories"]]}
+        halved = {**data, "images": data["images"][:4],
+                  "annotations": [a for a in data["annotations"] if a["image_id"] <= 4]}
+        moved = {**data, "annotations": [{**a, "bbox": [b + 1 for b in a["bbox"]]} for a in data["annotations"]]}
+        for changed, says in ((renamed, "its categories are now ['SQUARE', 'TRIANGLE']... (were ['square', "
+                                        "'triangle']...)"),
+                              (halved, "it now lists 4 images (was 8)"),
+                              (moved, "its contents differ (SHA-256)")):
+            ann_file.write_text(json.dumps(changed))
+            capsys.readouterr()
+            assert cli.main(["train", "--resume", str(run / "last.pt")]) == 2
+            assert capsys.readouterr().err == (f"error: the training file {ann_file.resolve()} changed since "
+                                               f"{run / 'last.pt'} was saved: {says}; resume on the data it trained "
+                                               f"on, or start a new run with another --out\n")
+            assert (run / "last.pt").read_bytes() == saved
+        # a checkpoint from before fingerprints were recorded resumes as it did
+        state = read_checkpoint(run / "last.pt")
+        for record in filter(None, state["data"].values()):
+            for key in ("sha256", "num_images", "categories"):
+                record.pop(key)
+        save_checkpoint(run / "last.pt", state)
+        assert cli.main(["train", "--resume", str(run / "last.pt")]) == 0
+    assert read_checkpoint(run / "last.pt")["progress"]["step"] == 2
+
+
+def test_a_held_out_set_with_other_categories_is_refused_in_evaluates_words(export, tmp_path, capsys):
+    """`train --val-annotations` with other categories trained, then printed AP under the wrong label mapping,
+    while `evaluate` refused the same pair."""
+    ann_file, images = export
+    data = json.loads(ann_file.read_text())
+    other = ann_file.with_name("swapped.json")  # the same images, the two names swapped
+    other.write_text(json.dumps({**data, "categories": [{**c, "name": n} for c, n in
+                                                        zip(data["categories"], ("triangle", "square"))]}))
+    run = tmp_path / "run"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        argv = ["train", "--annotations", str(ann_file), "--images", str(images), "--iters", "1", "--out", str(run),
+                *CPU_SMALL_96]
+        assert cli.main(argv + ["--val-annotations", str(other), "--val-images", str(images)]) == 2
+        refused = capsys.readouterr().err
+        assert not run.exists() or not any(run.iterdir())  # refused before anything was written
+        assert cli.main(argv) == 0
+        capsys.readouterr()
+        assert cli.main(["evaluate", "--checkpoint", str(run / "last.pt"), "--annotations", str(other),
+                         "--images", str(images), "--device", "cpu"]) == 2
+    evaluated = capsys.readouterr().err
+    assert refused.startswith("error: the held-out set must have the training set's classes: the run trains on 2 "
+                              "classes ['square', 'triangle']..., the dataset CocoDataset(")
+    assert evaluated.startswith(f"error: checkpoint {run / 'last.pt'} was trained on 2 classes")
+    assert refused.split(" trains on ")[1] == evaluated.split(" was trained on ")[1]  # the same words
+    assert refused.count("\n") == 1 and "has 2 ['triangle', 'square']..." in refused

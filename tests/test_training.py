@@ -138,8 +138,12 @@ def test_toy_run_writes_log_checkpoint_and_curve(tmp_path):
     assert state["progress"]["step"] == 30 and (result.out / "best.pt").is_file()
     assert all(torch.equal(state["model"][k], v) for k, v in result.model.state_dict().items())
     assert (result.out / "loss_curve.png").stat().st_size > 1000
-    again = toy_train(toy_cfg(tmp_path, iters=10, log_every=5, ckpt_every=10))  # a new run into the same folder
+    with pytest.raises(ValueError, match="already holds best.pt, last.pt, loss_curve.png, metrics.jsonl"):
+        toy_train(toy_cfg(tmp_path, iters=10))  # a new run into the same folder would replace this one (paths.make_room)
+    again = toy_train(toy_cfg(tmp_path, iters=10, log_every=5, ckpt_every=10, overwrite=True))
     assert [r["step"] for r in records(again.out)] == [5, 10]  # starts a fresh log, not appended to the old
+    (aside,) = again.out.glob("replaced-*")  # the old one moved aside, whole
+    assert [r["step"] for r in records(aside)] == [5, 10, 15, 20, 25, 30]
 
 
 def test_resume_gives_the_same_losses_as_a_straight_run(tmp_path):

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from .. import config as config_lib
+from ..paths import holds_run, make_room
 from ..training import DEMO, TrainConfig, build_datasets, build_model_config, train
 from ..training.config import settings
 from .plots import plot_study
@@ -41,6 +42,20 @@ def variant_config(study: Study, variant: Variant, num_classes: int, cfg: TrainC
     return dataclasses.replace(base, roi_heads=dataclasses.replace(base.roi_heads, **overrides))
 
 
+def run_folder(out, name: str, variant: str, seed: int) -> Path:
+    """Where one run of a study writes: out/runs/<study>/<variant>/seed<k>."""
+    return Path(out) / "runs" / name / variant / f"seed{seed}"
+
+
+def earlier_results(out, name: str, seeds=(0, 1, 2), variants=None) -> list[str]:
+    """What a run of study `name` would replace in out (paths relative to it): its results files, and the folders
+    of its runs that hold one."""
+    study = select_variants(get_study(name), variants)
+    held = [run_folder(out, name, v.name, seed) for v in study.variants for seed in seeds]
+    return ([f"{name}.{ext}" for ext in ("json", "md", "png") if (Path(out) / f"{name}.{ext}").exists()]
+            + [str(folder.relative_to(out)) for folder in held if holds_run(folder)])
+
+
 def run_one(name: str, variant_name: str, seed: int, base: TrainConfig, out: str,
             threads: int | None = None) -> dict:
     """Train and evaluate one variant of a study with one seed; return its metrics."""
@@ -48,7 +63,7 @@ def run_one(name: str, variant_name: str, seed: int, base: TrainConfig, out: str
         torch.set_num_threads(threads)
     study = get_study(name)
     variant = next(v for v in study.variants if v.name == variant_name)
-    cfg = dataclasses.replace(base, seed=seed, out=str(Path(out) / "runs" / name / variant.name / f"seed{seed}"))
+    cfg = dataclasses.replace(base, seed=seed, out=str(run_folder(out, name, variant.name, seed)))
     train_set, val_set = build_datasets(cfg)
     model_config = variant_config(study, variant, train_set.num_classes, cfg)
     result = train(cfg, model_config=model_config, train_set=train_set, val_set=val_set)
@@ -63,17 +78,20 @@ def run_one(name: str, variant_name: str, seed: int, base: TrainConfig, out: str
 
 def run_study(name: str, seeds=(0, 1, 2), iters: int | None = None, out: str = "runs/ablations",
               device: str = "cpu", command: str = "", overrides: dict | None = None, jobs: int = 1,
-              variants=None) -> dict:
+              variants=None, overwrite: bool = False) -> dict:
     """Train every variant of study `name` with every seed, each run in out/runs/<study>/<variant>/seed<k>;
     return the results dict (see write_results, which `ablate` calls with the same `out`).
 
     overrides: TrainConfig fields to change for every run (tests use it to shrink the data: data=RunData.shapes(8)).
     jobs > 1 runs that many trainings at once in separate processes, one thread each (a many-core
     machine or a GPU); every run is seeded on its own, so the results do not depend on jobs.
-    variants: names of the variants to train (default: all); the summary then holds only those."""
+    variants: names of the variants to train (default: all); the summary then holds only those.
+    overwrite: out holds this study's results or runs: move them into out/replaced-<time>/ (paths.make_room) instead of
+    refusing, before any training starts."""
     study = select_variants(get_study(name), variants)
     base = dataclasses.replace(study_train_config(iters), device=device, **(overrides or {}))
     tasks = [(name, v.name, seed, base, out) for v in study.variants for seed in seeds]
+    make_room(out, earlier_results(out, name, seeds, variants), overwrite, "choose another --out")
     start = time.perf_counter()
     if jobs > 1:
         import multiprocessing

@@ -5,9 +5,10 @@ from __future__ import annotations
 import sys
 
 from ..ablation.report import markdown_table
-from ..ablation.run import run_study, write_results
+from ..ablation.run import earlier_results, run_study, write_results
 from ..ablation.studies import ABLATION_ITERS, STUDIES, get_study
 from ..devices import check_device_name
+from ..paths import make_room
 from .flags import check_flag, check_not_empty
 
 
@@ -21,6 +22,8 @@ def add_arguments(p) -> None:
     p.add_argument("--variants", nargs="+", default=None, help="train only these variants (default: all)")
     p.add_argument("--out", default="runs/ablations", help="folder for <study>.json/.md/.png and, under runs/, the "
                                                            "runs' logs (the stored studies: benchmarks/ablations)")
+    p.add_argument("--overwrite", action="store_true", help="--out holds the study's results or runs: move them "
+                                                            "into <out>/replaced-<time>/ and run afresh")
 
 
 def check_arguments(args) -> None:
@@ -45,11 +48,15 @@ def run(args) -> None:
         return
     check_arguments(args)
     names = list(STUDIES) if args.study == "all" else [get_study(args.study).name]
+    if not args.overwrite:  # every study's earlier results refused before the first one trains
+        for name in names:
+            make_room(args.out, earlier_results(args.out, name, args.seeds, args.variants), False,
+                      "choose another --out")
     command = "python -m minimaskrcnn " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["ablate"] else ""
     for name in names:
         results = run_study(name, tuple(args.seeds), args.iters, args.out, args.device,
                             command or f"python -m minimaskrcnn ablate {name}", jobs=args.jobs,
-                            variants=args.variants)
+                            variants=args.variants, overwrite=args.overwrite)
         paths = write_results(results, args.out)  # only ever under --out
         print(markdown_table(results))
         print("wrote " + ", ".join(str(p) for p in paths))

@@ -16,6 +16,8 @@ def add_arguments(p) -> None:
     p.add_argument("--iters", type=int, default=None, help="override the demo's step count")
     p.add_argument("--num-val-images", type=int, default=200, help="held-out synthetic images")
     p.add_argument("--device", default="auto")
+    p.add_argument("--overwrite", action="store_true",
+                   help="--out holds a run: move its files into <out>/replaced-<time>/ and start afresh")
 
 
 def run(args) -> None:
@@ -26,11 +28,15 @@ def run(args) -> None:
     try:
         held_out = DEMO.data.train.held_out(args.num_val_images)  # the demo's shapes, as many held out as asked
         cfg = dataclasses.replace(DEMO, out=args.out, data=RunData(DEMO.data.train, held_out), device=args.device,
-                                  iters=DEMO.iters if args.iters is None else args.iters)
+                                  iters=DEMO.iters if args.iters is None else args.iters, overwrite=args.overwrite)
     except ValueError as e:
         raise in_flag_terms(e) from e
     train_set, val = build_datasets(cfg)
     result = train(cfg, train_set=train_set, val_set=val)
+    if val is None:  # --num-val-images 0
+        print(f"checkpoint {result.out / 'last.pt'}, loss curve {result.out / 'loss_curve.png'}")
+        print("no held-out images (--num-val-images 0): no evaluation and no predictions drawn")
+        return
     model = result.model.eval()
     images = [val[i][0] for i in range(min(8, len(val)))]
     device = next(model.parameters()).device

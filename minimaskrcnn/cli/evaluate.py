@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .. import paths
 from ..devices import check_device_name
-from .flags import add_model_flags, check_flag, model_flags_in_flag_terms
+from .flags import add_model_flags, check_flag, check_none_empty, model_flags_in_flag_terms
 
 
 def add_arguments(p) -> None:
@@ -20,6 +20,8 @@ def add_arguments(p) -> None:
     p.add_argument("--num-images", type=int, default=200, help="held-out synthetic images (--data shapes)")
     p.add_argument("--out", default=None, help="results JSON (default: results_<JSON name>_<path hash>.json next to "
                                                "the checkpoint)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="the results file exists: move it into replaced-<time>/ beside it and write anew")
     add_model_flags(p)
 
 
@@ -36,10 +38,12 @@ def default_results_name(dataset) -> str:
 
 
 def run(args) -> None:
-    from ..data.sources import evaluation_set
+    from ..data.sources import check_same_classes, evaluation_set
     from ..evaluation import evaluate, summary_line
     from ..predict import model_from_checkpoint
 
+    check_none_empty(args, {f"--{name}": name for name in ("checkpoint", "annotations", "images", "data", "split",
+                                                           "out")})
     check_device_name("--device", args.device)
     check_flag("--batch-size", args.batch_size, 1)
     check_flag("--num-images", args.num_images, 1)
@@ -51,15 +55,13 @@ def run(args) -> None:
         raise model_flags_in_flag_terms(e) from e
     dataset = evaluation_set(state, args.checkpoint, args.annotations, args.images, args.data, args.split,
                              args.num_images)
-    trained_names = state.get("class_names")
-    if dataset.num_classes != model.config.num_classes or (trained_names and trained_names != dataset.class_names):
-        raise ValueError(f"checkpoint {args.checkpoint} was trained on {model.config.num_classes - 1} classes "
-                         f"{(trained_names or [])[1:6]}..., the dataset {dataset} has {dataset.num_classes - 1} "
-                         f"{dataset.class_names[1:6]}...")
+    check_same_classes(dataset, state.get("class_names"), model.config.num_classes,
+                       f"checkpoint {args.checkpoint} was trained on")
     out = Path(args.out) if args.out else Path(args.checkpoint).with_name(default_results_name(dataset))
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; name the results file, e.g. {out / 'results.json'}")
     paths.writable_folder(out.parent)  # before the inference, whose results would be lost
+    paths.make_room(out.parent, [out.name], args.overwrite, "choose another --out")  # earlier results are kept
     metrics = evaluate(model, dataset, args.batch_size, out_json=out)
     print(f"results: {out}")
     print(summary_line(metrics, time.perf_counter() - start))

@@ -24,6 +24,15 @@ def check_not_empty(flag: str, value: str, what: str) -> None:
         raise ValueError(f"{flag} is empty: name {what}")
 
 
+def check_none_empty(args, flags: dict) -> None:
+    """check_not_empty for every flag given (flag -> its argparse dest): '' would otherwise mean the current
+    folder (a path), or quietly the default (--data, --config, --resume, an --out whose default is computed)."""
+    for flag, dest in flags.items():
+        value = getattr(args, dest, None)
+        if value is not None and not str(value).strip():
+            raise ValueError(f"{flag} is empty: give a value, or leave the flag out")
+
+
 def model_flags_in_flag_terms(e: ValueError) -> ValueError:
     """"TransformConfig.min_size must be ..." -> "--min-size must be ...": the message in what the user typed."""
     message = str(e).replace("TransformConfig.min_size ", "--min-size ").replace("TransformConfig.max_size ",

@@ -7,6 +7,7 @@ import dataclasses
 
 from ..data.sources import CocoFiles, RunData, Shapes
 from ..training import TrainConfig, resume_config, train
+from .flags import check_none_empty
 
 # flag -> (TrainConfig field, type, help); defaults come from TrainConfig (or the resumed checkpoint)
 TRAIN_FLAGS = {
@@ -73,12 +74,17 @@ def add_arguments(p) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None)
     p.add_argument("--resume", default=None, help="checkpoint to continue from; its settings are reused "
                                                   "unless given again here")
+    p.add_argument("--overwrite", action="store_const", const=True, default=None,
+                   help="--out holds a run: move its files into <out>/replaced-<time>/ and start afresh")
 
 
 def train_config_from_args(args) -> TrainConfig:
     """Explicit flags over the resumed checkpoint's settings (with --resume) or TrainConfig's defaults."""
+    check_none_empty(args, {flag: field for flag, (field, type_, _) in {**DATA_FLAGS, **TRAIN_FLAGS}.items()
+                            if type_ is str} | {"--resume": "resume"})
     given = {field: getattr(args, field) for field, *_ in TRAIN_FLAGS.values() if getattr(args, field) is not None}
-    given.update({k: getattr(args, k) for k in ("amp", "flip", "progress") if getattr(args, k) is not None})
+    switches = ("amp", "flip", "progress", "overwrite")
+    given.update({k: getattr(args, k) for k in switches if getattr(args, k) is not None})
     data_flags = {name: getattr(args, name) for name, *_ in DATA_FLAGS.values() if getattr(args, name) is not None}
     if getattr(args, "keypoints", None):
         data_flags["keypoints"] = True

@@ -56,10 +56,19 @@ class Shapes:
 
 @dataclass(frozen=True)
 class CocoFiles:
-    """A COCO-format JSON and the folder its images' file_names are relative to."""
+    """A COCO-format JSON and the folder its images' file_names are relative to, and what the JSON held when a run
+    read it (its fingerprint, recorded by `describe`): `train --resume` refuses a file that changed since
+    (`check_unchanged`). A record made from flags, or stored before fingerprints were, has none (None)."""
     annotations: str
     images: str
+    sha256: str | None = None  # of the JSON file's bytes
+    num_images: int | None = None  # images it lists
+    categories: tuple | None = None  # its category names, in label order
     kind: ClassVar[str] = "coco"
+
+    def __post_init__(self):
+        if self.categories is not None:  # a checkpoint gives back a list
+            object.__setattr__(self, "categories", tuple(self.categories))
 
 
 @dataclass(frozen=True)
@@ -134,10 +143,50 @@ def describe(dataset) -> Source | None:
     if dataset is None:
         return None
     if isinstance(dataset, CocoDataset):
-        return CocoFiles(str(Path(dataset.ann_file).resolve()), str(Path(dataset.image_dir).resolve()))
+        return CocoFiles(str(Path(dataset.ann_file).resolve()), str(Path(dataset.image_dir).resolve()),
+                         file_sha256(dataset.ann_file), len(dataset.coco.imgs), tuple(dataset.class_names[1:]))
     if isinstance(dataset, ShapesDataset):
         return Shapes(dataset.num_images, dataset.image_size, dataset.seed, dataset.keypoints)
     return Custom(repr(dataset)[:200])
+
+
+def file_sha256(path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MB blocks (COCO's train2017 JSON: 448 MB, about a second)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_unchanged(recorded: RunData, now: RunData, checkpoint) -> None:
+    """ValueError naming what changed when a COCO-format file the checkpoint's run read has changed since: its
+    category names (the labels would now mean other classes), its image count, or its bytes. Files read under
+    another path, and records without a fingerprint (older checkpoints), are not compared."""
+    for role, was, is_ in (("training", recorded.train, now.train), ("held-out", recorded.val, now.val)):
+        if not (isinstance(was, CocoFiles) and isinstance(is_, CocoFiles) and was.sha256 and is_.sha256
+                and Path(was.annotations) == Path(is_.annotations) and was.sha256 != is_.sha256):
+            continue
+        if was.categories != is_.categories:
+            change = f"its categories are now {list(is_.categories)[:6]}... (were {list(was.categories)[:6]}...)"
+        elif was.num_images != is_.num_images:
+            change = f"it now lists {is_.num_images} images (was {was.num_images})"
+        else:
+            change = "its contents differ (SHA-256)"
+        raise ValueError(f"the {role} file {is_.annotations} changed since {checkpoint} was saved: {change}; resume "
+                         f"on the data it trained on, or start a new run with another --out")
+
+
+def check_same_classes(dataset, class_names, num_classes: int, trained_on: str) -> None:
+    """ValueError unless `dataset` has `class_names` (background first; None: only `num_classes` is known) in the
+    same order: a model trained with one label mapping, scored on another, would be scored on the wrong classes.
+    `evaluate` (a checkpoint against its data) and `train` (the training set against --val-annotations) both
+    say it in these words; trained_on: e.g. "checkpoint last.pt was trained on"."""
+    if dataset.num_classes != num_classes or (class_names and list(class_names) != list(dataset.class_names)):
+        raise ValueError(f"{trained_on} {num_classes - 1} classes {list(class_names or [])[1:6]}..., the dataset "
+                         f"{dataset} has {dataset.num_classes - 1} {dataset.class_names[1:6]}...")
 
 
 def build(source: Source, transforms=None, skip_empty: bool = False):

@@ -66,6 +66,7 @@ class TrainConfig:
     ckpt_every: int = 500  # steps between checkpoints (and at the end)
     eval_every: int = 0  # steps between evaluations on the held-out set (0: only at the end)
     resume: str | None = None  # checkpoint to continue from
+    overwrite: bool = False  # `out` holds a run: move its files aside (paths.make_room) instead of refusing
     stop_at: int | None = None  # end this run after this step (the schedule still spans iters)
     progress: bool = True  # tqdm progress bar
 
@@ -76,7 +77,7 @@ class TrainConfig:
         check_choice(own, "optimizer", self.optimizer, OPTIMIZERS)
         check_choice(own, "schedule", self.schedule, SCHEDULES)
         check_choice(own, "amp", self.amp, tuple(AMP_DTYPES))
-        for name in ("flip", "progress"):
+        for name in ("flip", "progress", "overwrite"):
             check_choice(own, name, getattr(self, name), (False, True))
         if not isinstance(self.data, RunData):
             raise ValueError(f"{own}.data must be a RunData (data.sources: RunData.shapes(), RunData.coco(root) or "
@@ -114,8 +115,12 @@ class TrainConfig:
                                  f"the last (5: all, stem included; 0: only the FPN and the heads); "
                                  f"got {self.trainable_layers}")
         check_init(init_of(self), config_lib.get_config(self.config), trainable_layers_of(self))
+        if not str(self.out).strip():  # Path("") is the current folder
+            raise ValueError(f"{own}.out is empty: name the run folder")
         if self.resume is not None:
             check_beside(self.out, self.resume)
+            if self.overwrite:
+                raise ValueError(f"{own}.overwrite moves a run aside and {own}.resume continues it: give one of them")
 
 
 def check_beside(out, resume) -> None:
@@ -187,8 +192,9 @@ def resume_config(path, **overrides) -> TrainConfig:
     state = read_checkpoint(path)
     stored = state.get("train_config") or {}
     # stop_at: where the last call stopped, not this one; out and resume: where that call ran; data: the record
-    # (the previous version also wrote its data fields here, which are not TrainConfig's anymore)
-    known = {f.name for f in dataclasses.fields(TrainConfig)} - {"stop_at", "out", "resume", "data"}
+    # (the previous version also wrote its data fields here, which are not TrainConfig's anymore); overwrite: that
+    # call's start
+    known = {f.name for f in dataclasses.fields(TrainConfig)} - {"stop_at", "out", "resume", "data", "overwrite"}
     data = RunData.from_dict(state["data"]) if state.get("data") else RunData(Custom(f"(not recorded in {path})"))
     cfg = TrainConfig(**{k: v for k, v in stored.items() if k in known}, data=data)
     return dataclasses.replace(cfg, **{"out": str(Path(path).parent), **overrides}, resume=str(path))

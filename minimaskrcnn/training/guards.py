@@ -1,6 +1,7 @@
 """What can go wrong inside a training step, caught where it happens and said in one line: a NaN or infinite
 loss (stopped before it reaches the weights), and an error while loading a batch (a corrupt image), also in a
-DataLoader worker process."""
+DataLoader worker process. And what is refused before a run starts: an `out` holding another run, a held-out set
+with other classes, data that changed under a resumed run."""
 from __future__ import annotations
 
 import contextlib
@@ -8,6 +9,10 @@ import math
 from pathlib import Path
 
 import torch
+
+from .. import paths
+from ..checkpoint import read_checkpoint
+from ..data.sources import RunData, check_same_classes, check_unchanged
 
 
 def check_finite_losses(values: dict[str, float], step: int, last_ckpt: Path) -> None:
@@ -60,3 +65,25 @@ def one_line_errors(loader, step: int):
             raise with_message(e, f"{last} (loading the images of step {step})") from None
         yield batch
         step += 1
+
+
+def check_fresh_run(cfg, move: bool) -> None:
+    """A fresh run never replaces another's files (paths.make_room): ValueError when cfg.out holds a run (a
+    checkpoint or a metrics.jsonl) and cfg.overwrite is not set; with it and `move`, that run's files go into
+    cfg.out/replaced-<time>/. A resumed run continues the run in its folder."""
+    if cfg.resume or not paths.holds_run(cfg.out) or (cfg.overwrite and not move):
+        return
+    instead = f"continue it with `train --resume {Path(cfg.out) / 'last.pt'}`, or choose another --out"
+    paths.make_room(cfg.out, paths.run_files(cfg.out), cfg.overwrite, instead)
+
+
+def check_run_data(cfg, train_set, val_set) -> None:
+    """Before a model is built for the data (cfg.data: its records, as described now): the held-out set has the
+    training set's classes, else it would be scored under another label mapping (in `evaluate`'s words); a
+    resumed run's COCO-format files have not changed since its checkpoint (their fingerprints, data/sources.py)."""
+    if hasattr(val_set, "class_names") and hasattr(train_set, "class_names"):
+        check_same_classes(val_set, train_set.class_names, train_set.num_classes,
+                           "the held-out set must have the training set's classes: the run trains on")
+    recorded = read_checkpoint(cfg.resume).get("data") if cfg.resume else None
+    if recorded:
+        check_unchanged(RunData.from_dict(recorded), cfg.data, cfg.resume)

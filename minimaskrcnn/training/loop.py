@@ -32,7 +32,8 @@ from ..devices import amp_dtype, pick_device
 from ..evaluation import check_keypoint_data, evaluate, headline_ap
 from .config import TrainConfig, resolve, settings
 from .datasets import build_datasets
-from .guards import check_finite_losses, one_line_errors, out_of_memory_hint, with_message
+from .guards import (check_finite_losses, check_fresh_run, check_run_data, one_line_errors, out_of_memory_hint,
+                     with_message)
 from .log import append_record, drop_records_after, read_records
 from .runtime import (average_losses_and_stop, grad_scaler, init_distributed, process_seed, rng_state,
                       seed_everything, set_rng_state)
@@ -110,6 +111,7 @@ class Run:
         self.start_time = time.perf_counter()
         self.owns_group = not dist.is_initialized()
         self.rank, self.world, local_rank = init_distributed()
+        check_fresh_run(cfg, move=False)  # refused now, not after the data is read
         self.device = pick_device(cfg.device, local_rank)
         seed_everything(cfg.seed)  # the same on every process: identical initial weights
         if train_set is None:
@@ -118,6 +120,7 @@ class Run:
         self.train_set, self.val_set = train_set, val_set
         # the data record says what the datasets are, also when they were given here
         cfg = dataclasses.replace(cfg, data=RunData(describe(train_set), describe(val_set)))
+        check_run_data(cfg, train_set, val_set)  # held-out classes; with --resume, the files unchanged since
         self.cfg = cfg = resolve(cfg, len(train_set), self.world)
         self.amp_dtype = amp_dtype(cfg.amp, self.device)
         model, self.model_config, self.init_record = build_model(cfg, train_set, model, model_config, self.rank,
@@ -135,6 +138,7 @@ class Run:
         self.out = Path(cfg.out)
         self.log_path, self.last_ckpt = self.out / "metrics.jsonl", self.out / "last.pt"
         if self.rank == 0:
+            check_fresh_run(cfg, move=True)  # --overwrite: the earlier run's files go aside, kept
             paths.writable_folder(self.out)  # now, not after the first hour of training
         self.progress = self.resume() if cfg.resume else self.fresh()
         self.last_step = min(cfg.stop_at or cfg.iters, cfg.iters)  # this call ends after this step
@@ -150,8 +154,6 @@ class Run:
                         disable=not cfg.progress or self.rank != 0)
 
     def fresh(self) -> Progress:
-        if self.rank == 0 and self.log_path.exists():
-            self.log_path.unlink()  # a fresh run starts a fresh log (a resumed one keeps its steps)
         if self.world > 1:
             seed_everything(process_seed(self.cfg.seed, self.rank))  # replicas sample different anchors and RoIs
         return Progress()
