@@ -73,16 +73,18 @@ def run_one(variant: str, seed: int, base, source: str, out: str) -> str:
 
 
 def finished(out: Path, iters: int, settings: dict) -> bool:
+    """Whether out holds a run of these settings evaluated at step `iters` or later. A longer run counts: at a
+    constant lr nothing before step `iters` depends on the step count, so its first `iters` steps are this run."""
     log, marker = out / "metrics.jsonl", out / "study_run.json"
     if not log.exists() or not marker.exists() or json.loads(marker.read_text()) != settings:
         return False
-    return any(r.get("step") == iters and "eval" in r for r in read_records(log))
+    return any(r.get("step", 0) >= iters and "eval" in r for r in read_records(log))
 
 
-def summarize_run(out: Path, eval_every: int, log_every: int) -> dict:
-    """A run's curve (step -> box and mask AP) and its median seconds per step (the log records whose period
-    holds no evaluation)."""
-    records = read_records(out / "metrics.jsonl")
+def summarize_run(out: Path, iters: int, log_every: int) -> dict:
+    """A run's curve (step -> box and mask AP, up to `iters`) and its median seconds per step (the log records
+    whose period holds no evaluation)."""
+    records = [r for r in read_records(out / "metrics.jsonl") if r["step"] <= iters]
     curve = {r["step"]: {"box": r["eval"]["bbox"]["AP"], "mask": r["eval"]["segm"]["AP"]}
              for r in records if "eval" in r}
     # a record at step k covers steps k - log_every + 1 .. k; an evaluation after step s falls in the next one
@@ -201,7 +203,7 @@ def ensure_source(source: str | None) -> Path:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--source", default=None, help="checkpoint to fine-tune (default: runs/demo/last.pt)")
-    p.add_argument("--iters", type=int, default=150, help="steps of every run (the largest budget)")
+    p.add_argument("--iters", type=int, default=100, help="steps of every run (the largest budget)")
     p.add_argument("--eval-every", type=int, default=25, help="steps between held-out evaluations (the budgets)")
     p.add_argument("--num-images", type=int, default=200)
     p.add_argument("--num-val-images", type=int, default=50)
@@ -225,7 +227,7 @@ def main(argv=None):
     for v in variants:
         for seed in seeds:
             out = Path(args.runs) / f"{v}_s{seed}"
-            settings = {"iters": args.iters, "eval_every": args.eval_every, "num_images": args.num_images,
+            settings = {"eval_every": args.eval_every, "num_images": args.num_images,
                         "num_val_images": args.num_val_images, "source": checksum if v != "scratch" else None}
             if args.fresh or not finished(out, args.iters, settings):
                 if (out / "metrics.jsonl").exists():
@@ -253,7 +255,7 @@ def main(argv=None):
     if args.no_report:
         return
     budgets = list(range(args.eval_every, args.iters + 1, args.eval_every))
-    runs = [{"variant": v, "seed": seed, **summarize_run(Path(args.runs) / f"{v}_s{seed}", args.eval_every,
+    runs = [{"variant": v, "seed": seed, **summarize_run(Path(args.runs) / f"{v}_s{seed}", args.iters,
                                                          base.log_every)}
             for v in variants for seed in seeds]
     results = {"command": "python benchmarks/transfer.py " + " ".join(argv if argv is not None else sys.argv[1:]),
