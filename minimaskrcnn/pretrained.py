@@ -10,6 +10,13 @@ The weights are torchvision's `maskrcnn_resnet50_fpn` COCO checkpoint, the paper
 file's SHA-256 (as every torch.hub file does: "<name>-<prefix>.pth"); they are checked after the
 download and again each time the cached file is loaded, so a corrupt file never loads silently.
 
+Fine-tuning to your own classes: `coco_maskrcnn(categories=["dog", "person", "unicorn"])` gives a 4-class model
+whose class-dependent layers start afresh, except the rows of the categories COCO has (here dog and person), and
+the report of what was loaded (`transfer.py`).
+
+A mirror: $MINIMASKRCNN_MIRROR, a base URL that serves the same files under the same names, replaces
+download.pytorch.org/models (the file and its checksum stay those of the URL).
+
 The cache folder: the `cache` argument > $MINIMASKRCNN_CACHE > torch.hub's checkpoint folder
 (`torch.hub.get_dir()/checkpoints`, i.e. $TORCH_HOME/hub/checkpoints), where torchvision itself keeps
 the same file, so weights torchvision already downloaded are reused without network.
@@ -35,6 +42,7 @@ from .data.download import fetch, file_digest
 
 COCO_WEIGHTS_URL = "https://download.pytorch.org/models/maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth"
 CACHE_ENV = "MINIMASKRCNN_CACHE"
+MIRROR_ENV = "MINIMASKRCNN_MIRROR"  # a base URL serving torchvision's weight files under their names
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,})\.")  # torch.hub's rule: the hex after the last '-' of the stem
 
 # Indexed by label = COCO category id; "N/A": an id COCO does not use (written here, not imported, because
@@ -60,6 +68,7 @@ class Pretrained:
     model: torch.nn.Module
     class_names: list[str]
     label_to_cat_id: dict[int, int] = field(default_factory=dict)
+    report: object = None  # transfer.InitReport, when the model was made for other categories
 
     @property
     def categories(self) -> list[str]:
@@ -90,6 +99,12 @@ def weights_path(url: str | None = None, cache=None) -> Path:
     return cache_dir(cache) / (url or COCO_WEIGHTS_URL).rsplit("/", 1)[-1]
 
 
+def mirrored(url: str) -> str:
+    """url, or the same file name under $MINIMASKRCNN_MIRROR when it is set."""
+    base = os.environ.get(MIRROR_ENV, "").strip()
+    return f"{base.rstrip('/')}/{url.rsplit('/', 1)[-1]}" if base else url
+
+
 def is_cached(url: str | None = None, cache=None) -> bool:
     """Whether the weights are in the cache folder already (nothing is downloaded or verified here)."""
     return weights_path(url, cache).is_file()
@@ -112,7 +127,7 @@ def download_weights(url: str | None = None, cache=None, progress: bool = True, 
         path.replace(bad)
         raise ValueError(f"the cached weights {path} are corrupt: sha256 {got}, expected {prefix}... (from {url}); "
                          f"moved to {bad}: run again to download afresh")
-    fetch(url, path, f"sha256:{prefix}", progress=progress, timeout=timeout)
+    fetch(mirrored(url), path, f"sha256:{prefix}", progress=progress, timeout=timeout)
     return path
 
 
@@ -158,10 +173,30 @@ def load_torchvision_weights(path, **overrides) -> Pretrained:
 
 
 def coco_maskrcnn(cache=None, url: str | None = None, progress: bool = True, timeout: float = 60.0,
-                  **overrides) -> Pretrained:
+                  categories=None, num_classes: int | None = None, **overrides) -> Pretrained:
     """torchvision's COCO-trained Mask R-CNN as our model: downloaded (once), verified, converted.
 
     cache: the weights folder (see `cache_dir`). url: default COCO_WEIGHTS_URL. overrides as in
     `load_torchvision_weights`, e.g. transform={"min_size": 512} for faster, coarser detection.
+    categories: your category names in label order, background left out: the model gets len(categories) + 1
+    classes and starts from COCO's weights (`transfer.load_into`): the rows of the categories COCO has are COCO's,
+    the others start afresh. The model is then in train mode, ready to fine-tune; `.report` says what was loaded.
+    num_classes (background included) without categories: that many classes, only the background's rows carried.
     """
-    return load_torchvision_weights(download_weights(url, cache, progress, timeout), **overrides)
+    import dataclasses
+
+    path = download_weights(url, cache, progress, timeout)
+    if categories is None and num_classes is None:
+        return load_torchvision_weights(path, **overrides)
+    from .convert import coco_config
+    from .model import MaskRCNN
+    from .transfer import load_into
+
+    categories = None if categories is None else [str(c) for c in categories]
+    num_classes = num_classes if num_classes is not None else len(categories) + 1
+    config = config_lib.from_dict(with_overrides(config_lib.to_dict(coco_config(num_classes)), overrides))
+    model = MaskRCNN(config)
+    report = load_into(model, str(path), categories, progress=progress)  # checks the categories against num_classes
+    report = dataclasses.replace(report, source=f"coco ({path.name})")
+    names = ["background", *(categories or [str(k) for k in range(1, num_classes)])]
+    return Pretrained(model.train(), names, {k: k for k in range(1, num_classes)}, report)

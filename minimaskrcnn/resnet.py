@@ -143,7 +143,13 @@ class Bottleneck(nn.Module):
 
 class ResStage(nn.Sequential):
     """One ResNet stage: `num_blocks` blocks, the first one strided. Plain attributes `in_channels`
-    and `out_channels`. Keys "0.conv1.weight", ... as in torchvision's layerK."""
+    and `out_channels`, and `frozen` (set by `freeze`). Keys "0.conv1.weight", ... as in torchvision's layerK."""
+
+    frozen = False
+
+    def train(self, mode: bool = True):
+        # a frozen stage stays in eval mode: its BatchNorm keeps the statistics it was loaded with
+        return super().train(mode and not self.frozen)
 
     def __init__(self, block: type, cin: int, width: int, num_blocks: int, stride: int, norm: str):
         cout = width * block.expansion
@@ -178,7 +184,13 @@ class ResNet(nn.Module):
             cin = stage.out_channels
             self.channels[f"c{k + 2}"], self.strides[f"c{k + 2}"] = cin, 2 ** (k + 2)
         self.num_stages = num_stages
+        self.frozen_stem = False  # set by freeze_early_layers
         init_weights(self)
+
+    def train(self, mode: bool = True):
+        super().train(mode)  # the stages keep themselves in eval mode when frozen (ResStage.train)
+        self.bn1.train(mode and not self.frozen_stem)
+        return self
 
     def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
         x = F.relu(self.bn1(self.conv1(x)), inplace=True)  # (N, w, H/2, W/2)
@@ -205,15 +217,26 @@ def freeze_early_layers(body: ResNet, trainable_layers: int) -> None:
 
     The torchvision / Detectron rule: with pretrained weights the stem and first stages hold generic
     edge-like filters that fine-tuning on a small detection batch would only disturb. 3 -> layer2..4
-    train; 5 -> everything trains. (With norm="bn", frozen stages' running statistics still update in
-    train mode; use "frozen_bn" for pretrained weights.)
+    train; 5 -> everything trains; 0 -> only the FPN (and the heads) train. A frozen stage's BatchNorm
+    (norm="bn") also stays in eval mode, so that its running statistics stay those it was loaded with
+    (torchvision's resnet_fpn_backbone lets them drift in train mode).
     """
-    trainable = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_layers]
-    if trainable_layers == 5:
-        trainable.append("bn1")
-    for name, p in body.named_parameters():
-        if not any(name.startswith(t + ".") for t in trainable):
-            p.requires_grad_(False)
+    stages = ["layer4", "layer3", "layer2", "layer1"]
+    for name in stages[trainable_layers:]:
+        if hasattr(body, name):  # the C4 body ends at layer3 (its layer4 is the RoI head, build_res5_head)
+            freeze(getattr(body, name))
+    if trainable_layers < 5:  # the stem: conv1 and bn1
+        body.conv1.requires_grad_(False)
+        body.bn1.requires_grad_(False)
+        body.frozen_stem = True
+        body.train(body.training)
+
+
+def freeze(stage: "ResStage") -> None:
+    """No gradients for the stage, and its BatchNorm in eval mode from now on."""
+    stage.requires_grad_(False)
+    stage.frozen = True
+    stage.train(stage.training)
 
 
 class FPNBackbone(nn.Module):
@@ -261,7 +284,8 @@ def build_res5_head(cfg: BackboneConfig) -> ResStage:
     head = ResStage(block, w * 4 * block.expansion, w * 8, blocks_per_stage[3], 2, cfg.norm)
     init_weights(head)
     set_frozen_bn_eps(head, cfg.frozen_bn_eps)
-    head.requires_grad_(cfg.trainable_layers >= 1)
+    if cfg.trainable_layers == 0:
+        freeze(head)
     return head
 
 

@@ -12,6 +12,11 @@ from ..training import TrainConfig, resume_config, train
 TRAIN_FLAGS = {
     "--config": ("config", str, "model preset: cpu_small, r50_fpn, r50_c4 (default: cpu_small for "
                                 "--data shapes, else r50_fpn)"),
+    "--init": ("init", str, "weights to start from: imagenet (default for r50_fpn, r50_c4), coco (fine-tune "
+                            "torchvision's COCO model; categories COCO has keep its rows), none (default for "
+                            "cpu_small), or a file: a minimaskrcnn checkpoint or a torchvision state_dict"),
+    "--trainable-layers": ("trainable_layers", int, "ResNet stages that train, of 5 (default: 3 from pretrained "
+                                                    "weights, 5 from scratch; 0: the FPN and the heads only)"),
     "--iters": ("iters", int, "optimizer steps in all"),
     "--epochs": ("epochs", float, "train this many passes over the data instead of --iters"),
     "--batch-size": ("batch_size", int, "images per step per process"),

@@ -19,6 +19,7 @@ from ..checkpoint import read_checkpoint
 from ..config import check_choice, check_fraction, check_number
 from ..data.sources import Custom, RunData
 from ..devices import AMP_DTYPES, check_device_name
+from ..transfer import check_init, default_init
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "cosine")
@@ -28,6 +29,12 @@ SCHEDULES = ("step", "cosine")
 class TrainConfig:
     # model and data
     config: str = "cpu_small"  # model preset (config.PRESETS): "cpu_small", "r50_fpn", "r50_c4"
+    # the weights it starts from (transfer.py): "imagenet" (Sec. 3.1), "coco", "none" or a file (a minimaskrcnn
+    # checkpoint, a torchvision state_dict); None: the preset's default (`init_of`), imagenet for the ResNet-50s
+    init: str | None = None
+    # ResNet stages (of 5, the stem counted) that train, torchvision's trainable_backbone_layers; None: 3 from
+    # pretrained weights, 5 from scratch (`trainable_layers_of`). 0: only the FPN and the heads train
+    trainable_layers: int | None = None
     # what the run trains on and is evaluated on (data/sources.py): RunData.shapes(num_images=2000,
     # num_val_images=200, image_size=128), RunData.coco(root, split, val_split) or RunData.files(annotations,
     # images, val_annotations, val_images); a run given dataset objects records them here
@@ -98,6 +105,15 @@ class TrainConfig:
         if list(self.milestones) != sorted(self.milestones):
             raise ValueError(f"{own}.milestones must be increasing fractions of iters; got {self.milestones}")
         check_device_name("TrainConfig.device", self.device)
+        if self.init is not None and (not isinstance(self.init, str) or not self.init.strip()):
+            raise ValueError(f"{own}.init must name imagenet, coco, none or a weights file; got {self.init!r}")
+        if self.trainable_layers is not None:
+            check_number(own, "trainable_layers", self.trainable_layers, integer=True)
+            if not 0 <= self.trainable_layers <= 5:
+                raise ValueError(f"{own}.trainable_layers must be 0..5, the ResNet's stages that train counted from "
+                                 f"the last (5: all, stem included; 0: only the FPN and the heads); "
+                                 f"got {self.trainable_layers}")
+        check_init(init_of(self), config_lib.get_config(self.config), trainable_layers_of(self))
         if self.resume is not None:
             check_beside(self.out, self.resume)
 
@@ -108,6 +124,19 @@ def check_beside(out, resume) -> None:
     if Path(out).resolve() != Path(resume).resolve().parent:
         raise ValueError(f"TrainConfig.out {out} is not the folder of {resume}: a resumed run writes beside the "
                          f"checkpoint it resumes from (copy the checkpoint into {out} to go on there)")
+
+
+def init_of(cfg: TrainConfig) -> str:
+    """The init the run starts from: cfg.init, else the preset's default (transfer.default_init)."""
+    return cfg.init if cfg.init is not None else default_init(cfg.config)
+
+
+def trainable_layers_of(cfg: TrainConfig) -> int:
+    """The ResNet stages that train: cfg.trainable_layers, else 3 from pretrained weights (torchvision's default)
+    and 5 from scratch (random stages must train)."""
+    if cfg.trainable_layers is not None:
+        return cfg.trainable_layers
+    return 5 if init_of(cfg) == "none" else 3
 
 
 def resolve(cfg: TrainConfig, num_images: int, world_size: int = 1) -> TrainConfig:
@@ -130,6 +159,11 @@ def resume_config(path, **overrides) -> TrainConfig:
     The run continues beside the checkpoint it resumes from (out = its folder, `check_beside`); another `out` is
     refused. Its data is the checkpoint's data record (a checkpoint from before there was one names none: its
     data must be given again)."""
+    for name in ("init", "trainable_layers"):
+        if overrides.get(name) is not None:
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"{flag} and --resume do not go together: a resumed run goes on from the weights and "
+                             f"frozen stages of {path}; leave out {flag}, or start a new run in another --out")
     state = read_checkpoint(path)
     stored = state.get("train_config") or {}
     # stop_at: where the last call stopped, not this one; out and resume: where that call ran; data: the record
@@ -147,7 +181,12 @@ def settings(cfg: TrainConfig) -> dict:
 
 
 def build_model_config(cfg: TrainConfig, num_classes: int) -> config_lib.ModelConfig:
-    """The preset cfg.config for num_classes, with the image size overrides applied."""
+    """The preset cfg.config for num_classes, with the image size overrides and the trainable stages applied.
+    From COCO, the frozen BatchNorm's eps is torchvision's for those weights, 0 (convert.coco_config)."""
     model_cfg = config_lib.get_config(cfg.config, num_classes)
     sizes = {k: v for k, v in (("min_size", cfg.min_size), ("max_size", cfg.max_size)) if v is not None}
-    return dataclasses.replace(model_cfg, transform=dataclasses.replace(model_cfg.transform, **sizes))
+    backbone = dataclasses.replace(model_cfg.backbone, trainable_layers=trainable_layers_of(cfg))
+    if init_of(cfg) == "coco":
+        backbone = dataclasses.replace(backbone, frozen_bn_eps=0.0)
+    return dataclasses.replace(model_cfg, backbone=backbone,
+                               transform=dataclasses.replace(model_cfg.transform, **sizes))

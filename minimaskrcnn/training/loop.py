@@ -29,7 +29,7 @@ from ..data import collate
 from ..data.sources import RunData, describe
 from ..devices import amp_dtype, pick_device
 from ..evaluation import evaluate, headline_ap
-from .config import TrainConfig, build_model_config, resolve, settings
+from .config import TrainConfig, build_model_config, init_of, resolve, settings
 from .datasets import build_datasets
 from .guards import check_finite_losses, one_line_errors, out_of_memory_hint, with_message
 from .log import append_record, drop_records_after, read_records
@@ -118,12 +118,15 @@ class Run:
         cfg = dataclasses.replace(cfg, data=RunData(describe(train_set), describe(val_set)))
         self.cfg = cfg = resolve(cfg, len(train_set), self.world)
         self.amp_dtype = amp_dtype(cfg.amp, self.device)
+        given = model is not None
         if model is None:
             from ..model import MaskRCNN
 
             model_config = model_config or build_model_config(cfg, train_set.num_classes)
             model = MaskRCNN(model_config)
         self.model_config = model_config or getattr(model, "config", None)
+        # the init (transfer.py), right after the model is built; a resumed run has its weights in the checkpoint
+        self.init_record = None if cfg.resume else self.initialize(model, given)
         self.model = model.to(self.device).train()
         self.net = model  # what the forward pass runs: the model, or its DistributedDataParallel wrapper
         if self.world > 1:
@@ -148,6 +151,25 @@ class Run:
         self.bar = tqdm(total=cfg.iters, initial=self.progress.step, desc="train", dynamic_ncols=True,
                         disable=not cfg.progress or self.rank != 0)
 
+    def initialize(self, model, given: bool) -> dict | None:
+        """Load cfg.init into the model (a model given to `train` only when cfg.init names one), print the report;
+        the record for the checkpoint. Process 0 downloads first, the others then read its cache."""
+        from ..transfer import check_init, load_into
+
+        init = self.cfg.init if given else init_of(self.cfg)
+        if init is None:
+            return None
+        check_init(init, model.config, model.config.backbone.trainable_layers)
+        names = getattr(self.train_set, "class_names", None)
+        if self.rank != 0:
+            dist.barrier()
+        report = load_into(model, init, list(names)[1:] if names else None, progress=self.cfg.progress)
+        if self.rank == 0:
+            print(report, flush=True)
+            if self.world > 1:
+                dist.barrier()
+        return report.record()
+
     def fresh(self) -> Progress:
         if self.rank == 0 and self.log_path.exists():
             self.log_path.unlink()  # a fresh run starts a fresh log (a resumed one keeps its steps)
@@ -159,6 +181,7 @@ class Run:
         cfg = self.cfg
         state = load_checkpoint(cfg.resume, self.model, self.model_config, self.optimizer,
                                 self.scaler if cfg.amp == "fp16" else None)
+        self.init_record = state.get("init")  # what the run started from, kept (never downloaded again)
         progress = Progress(**state["progress"])
         rngs = state.get("rng") or []
         if self.rank < len(rngs):
@@ -274,7 +297,9 @@ class Run:
                 "data": self.cfg.data.to_dict(),
                 # what predict and evaluate need to name classes and map them back to COCO ids
                 "class_names": list(getattr(self.train_set, "class_names", [])),
-                "label_to_cat_id": dict(getattr(self.train_set, "label_to_cat_id", {}))}
+                "label_to_cat_id": dict(getattr(self.train_set, "label_to_cat_id", {})),
+                # the weights it started from (transfer.InitReport.record): source and checksum
+                "init": self.init_record}
 
     def emergency_save(self, fix: bool = False) -> str:
         """The one way out of a step stopped at once, wherever it landed: a second Ctrl-C or SIGTERM, or an error.
