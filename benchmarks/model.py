@@ -57,8 +57,8 @@ from minimaskrcnn.config import cpu_small, r50_fpn
 from minimaskrcnn.convert import load_torchvision_maskrcnn
 from minimaskrcnn.model import MaskRCNN
 from minimaskrcnn.ops.triton import ENV, import_error
+from minimaskrcnn.training import FINETUNE
 
-FINETUNE_TRAINABLE_LAYERS = 3  # placeholder until training.FINETUNE exists
 IMAGE_SIZE = (800, 1216)  # a multiple of 32 with the shorter side 800: the transform keeps it as it is
 
 
@@ -200,10 +200,11 @@ def finetune_models(trainable_layers: int, num_classes: int = 4) -> tuple[nn.Mod
     `trainable_layers` stages training, images resized to a 512-pixel shorter side; the same random weights."""
     torch.manual_seed(0)
     backbone = _resnet_fpn_extractor(torchvision.models.resnet50(norm_layer=FrozenBatchNorm2d), trainable_layers)
-    tv = TVMaskRCNN(backbone, num_classes=num_classes, min_size=512, max_size=853)
+    tv = TVMaskRCNN(backbone, num_classes=num_classes, min_size=FINETUNE.min_size, max_size=FINETUNE.max_size)
     cfg = r50_fpn(num_classes)
+    sizes = {"min_size": FINETUNE.min_size, "max_size": FINETUNE.max_size}
     cfg = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, trainable_layers=trainable_layers),
-                              transform=dataclasses.replace(cfg.transform, min_size=512, max_size=853))
+                              transform=dataclasses.replace(cfg.transform, **sizes))
     ours = MaskRCNN(cfg)
     load_torchvision_maskrcnn(ours, tv.state_dict())
     return tv, ours
@@ -292,7 +293,7 @@ def main():
     parser.add_argument("--small-repeat", type=int, default=20, help="timed steps of cpu_small")
     parser.add_argument("--skip-r50", action="store_true", help="only the fine-tune and cpu_small steps")
     parser.add_argument("--finetune-only", action="store_true", help="only the fine-tune step")
-    parser.add_argument("--trainable-layers", type=int, default=FINETUNE_TRAINABLE_LAYERS,
+    parser.add_argument("--trainable-layers", type=int, default=FINETUNE.trainable_layers,
                         help="stages that train in the fine-tune step (default: training.FINETUNE's)")
     parser.add_argument("--finetune-repeat", type=int, default=5, help="timed fine-tune steps")
     parser.add_argument("--finetune-threads", type=int, default=1, help="threads of the fine-tune step")
