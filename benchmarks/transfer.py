@@ -94,9 +94,16 @@ def summarize_run(out: Path, iters: int, log_every: int) -> dict:
     return {"curve": {str(k): v for k, v in sorted(curve.items())}, "sec_per_step": statistics.median(times)}
 
 
-def mean_se(values: list[float]) -> tuple[float, float]:
+def mean_se(values: list[float]) -> tuple[float, float | None]:
+    """Mean and standard error of the mean (None for one value)."""
     n = len(values)
-    return statistics.mean(values), (statistics.stdev(values) / math.sqrt(n) if n > 1 else float("nan"))
+    return statistics.mean(values), (statistics.stdev(values) / math.sqrt(n) if n > 1 else None)
+
+
+def pm(entry, scale: float = 100) -> str:
+    """"72.1 ± 1.3" (mean ± s.e.), or "72.1 (1 seed)"."""
+    mean, se = entry
+    return f"{scale * mean:.1f} ± {scale * se:.1f}" if se is not None else f"{scale * mean:.1f} (1 seed)"
 
 
 def summarize(runs: list[dict], budgets: list[int]) -> dict:
@@ -108,7 +115,7 @@ def summarize(runs: list[dict], budgets: list[int]) -> dict:
         if not rows:
             continue
         by_variant[v] = {
-            "label": LABELS[v],
+            "label": LABELS[v], "seeds": [r["seed"] for r in rows],
             "sec_per_step": mean_se([r["sec_per_step"] for r in rows]),
             "mask": {str(b): mean_se([r["curve"][str(b)]["mask"] for r in rows]) for b in budgets},
             "box": {str(b): mean_se([r["curve"][str(b)]["box"] for r in rows]) for b in budgets},
@@ -117,6 +124,8 @@ def summarize(runs: list[dict], budgets: list[int]) -> dict:
     if HEADLINE in by_variant and "scratch" in by_variant:
         for b in budgets:
             (m1, s1), (m0, s0) = by_variant[HEADLINE]["mask"][str(b)], by_variant["scratch"]["mask"][str(b)]
+            if s1 is None or s0 is None:  # one seed: no standard error, no verdict
+                continue
             se = math.sqrt(s1 ** 2 + s0 ** 2)
             comparison.append({"budget": b, "difference": m1 - m0, "se": se, "wins": m1 - m0 > 2 * se})
     first = next((c for c in comparison if c["wins"]), None)
@@ -136,8 +145,7 @@ def markdown(results: dict) -> str:
              "|---:|" + "---:|" * (len(variants) + 1)]
     comparison = {c["budget"]: c for c in s["comparison"]}
     for b in budgets:
-        cells = [f"{100 * s['variants'][v]['mask'][str(b)][0]:.1f} ± {100 * s['variants'][v]['mask'][str(b)][1]:.1f}"
-                 for v in variants]
+        cells = [pm(s["variants"][v]["mask"][str(b)]) for v in variants]
         c = comparison.get(b)
         diff = (f"{100 * c['difference']:+.1f} ± {200 * c['se']:.1f}" + (" **wins**" if c["wins"] else "")) if c else "-"
         lines.append(f"| {b} | " + " | ".join(cells) + f" | {diff} |")
@@ -146,9 +154,8 @@ def markdown(results: dict) -> str:
     last = str(budgets[-1])
     for v in variants:
         row = s["variants"][v]
-        lines.append(f"| {row['label']} | {100 * row['mask'][last][0]:.1f} ± {100 * row['mask'][last][1]:.1f} | "
-                     f"{100 * row['box'][last][0]:.1f} ± {100 * row['box'][last][1]:.1f} | "
-                     f"{row['sec_per_step'][0]:.3f} |")
+        lines.append(f"| {row['label']} | {pm(row['mask'][last])} | {pm(row['box'][last])} | "
+                     f"{row['sec_per_step'][0]:.2f} |")
     lines += ["", verdict(results), ""]
     return "\n".join(lines)
 
@@ -171,8 +178,8 @@ def plot(results: dict, path: Path) -> None:
     budgets = results["budgets"]
     for v, row in results["summary"]["variants"].items():
         mean = [100 * row["mask"][str(b)][0] for b in budgets]
-        se = [100 * row["mask"][str(b)][1] for b in budgets]
-        ax.plot(budgets, mean, "o-", markersize=3, label=row["label"])
+        se = [100 * (row["mask"][str(b)][1] or 0) for b in budgets]
+        ax.plot(budgets, mean, "o-", markersize=3, label=row["label"] + (" (1 seed)" if len(row["seeds"]) == 1 else ""))
         ax.fill_between(budgets, [m - 2 * e for m, e in zip(mean, se)], [m + 2 * e for m, e in zip(mean, se)],
                         alpha=0.2)
     ax.set_xlabel("training steps (batch 4)")
@@ -214,6 +221,7 @@ def main(argv=None):
     p.add_argument("--out", default="benchmarks/transfer", help="where transfer.json, .md and .png go")
     p.add_argument("--fresh", action="store_true", help="rerun finished runs")
     p.add_argument("--no-report", action="store_true", help="only train the runs")
+    p.add_argument("--report-only", action="store_true", help="train nothing: report the finished runs")
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = args.variants.split(",")
@@ -223,19 +231,26 @@ def main(argv=None):
     source = ensure_source(args.source) if any(v != "scratch" for v in variants) else None
     base = study_config(args.iters, args.eval_every, args.num_images, args.num_val_images)
     checksum = hashlib.sha256(source.read_bytes()).hexdigest()[:12] if source else None
+
+    def settings_of(v: str) -> dict:  # what a finished run must have been trained with (beside its seed)
+        return {"eval_every": args.eval_every, "num_images": args.num_images, "num_val_images": args.num_val_images,
+                "source": checksum if v != "scratch" else None}
+
     todo = []
     for v in variants:
         for seed in seeds:
             out = Path(args.runs) / f"{v}_s{seed}"
-            settings = {"eval_every": args.eval_every, "num_images": args.num_images,
-                        "num_val_images": args.num_val_images, "source": checksum if v != "scratch" else None}
+            settings = settings_of(v)
+            if args.report_only:
+                continue
             if args.fresh or not finished(out, args.iters, settings):
                 if (out / "metrics.jsonl").exists():
                     (out / "metrics.jsonl").unlink()
                 out.mkdir(parents=True, exist_ok=True)
                 todo.append((v, seed, str(out), settings))
     start = time.perf_counter()
-    print(f"{len(todo)} runs to train ({args.jobs} at once)", flush=True)
+    if todo:
+            print(f"{len(todo)} runs to train ({args.jobs} at once)", flush=True)
     if args.jobs > 1 and len(todo) > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -257,7 +272,8 @@ def main(argv=None):
     budgets = list(range(args.eval_every, args.iters + 1, args.eval_every))
     runs = [{"variant": v, "seed": seed, **summarize_run(Path(args.runs) / f"{v}_s{seed}", args.iters,
                                                          base.log_every)}
-            for v in variants for seed in seeds]
+            for v in variants for seed in seeds if finished(Path(args.runs) / f"{v}_s{seed}", args.iters,
+                                                            settings_of(v))]
     results = {"command": "python benchmarks/transfer.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                "source": str(source), "source_sha256": checksum, "kinds": list(NEW_KINDS),
                "num_images": args.num_images, "num_val_images": args.num_val_images, "seeds": seeds,
