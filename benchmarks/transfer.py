@@ -94,6 +94,39 @@ def summarize_run(out: Path, iters: int, log_every: int) -> dict:
     return {"curve": {str(k): v for k, v in sorted(curve.items())}, "sec_per_step": statistics.median(times)}
 
 
+def step_cpu_seconds(run_folder: Path, variant: str, base, steps: int = 10, warmup: int = 3) -> float:
+    """CPU seconds of one training step (forward, backward, AdamW update) of a finished run's model, with the
+    variant's frozen stages, on a fixed batch of 4 training images, one thread: the median of `steps` after
+    `warmup`. Timed from the run's final weights, where it finds as many objects (positive RoIs, whose masks
+    dominate the step) as it will at the end of the budget; CPU time, since wall time on a shared machine
+    measures the other jobs."""
+    from minimaskrcnn.checkpoint import read_checkpoint
+    from minimaskrcnn.data import collate
+    from minimaskrcnn.data.sources import build
+    from minimaskrcnn.model import MaskRCNN
+    from minimaskrcnn.training import build_model_config
+    from minimaskrcnn.training.schedule import build_optimizer
+
+    torch.set_num_threads(1)
+    weights = run_folder / "last.pt"
+    cfg = dataclasses.replace(base, **VARIANTS[variant], **({"init": str(weights)} if variant != "scratch" else {}))
+    data = build(cfg.data.train)
+    model = MaskRCNN(build_model_config(cfg, data.num_classes))
+    model.load_state_dict(read_checkpoint(weights)["model"])
+    optimizer = build_optimizer(model.train(), dataclasses.replace(cfg, lr=cfg.lr or 1e-3))
+    images, targets = collate([data[i] for i in range(4)])
+    times = []
+    for k in range(warmup + steps):
+        start = time.process_time()
+        losses = model(images, targets).losses
+        optimizer.zero_grad()
+        sum(losses.values()).backward()
+        optimizer.step()
+        if k >= warmup:
+            times.append(time.process_time() - start)
+    return statistics.median(times)
+
+
 def mean_se(values: list[float]) -> tuple[float, float | None]:
     """Mean and standard error of the mean (None for one value)."""
     n = len(values)
@@ -116,7 +149,8 @@ def summarize(runs: list[dict], budgets: list[int]) -> dict:
             continue
         by_variant[v] = {
             "label": LABELS[v], "seeds": [r["seed"] for r in rows],
-            "sec_per_step": mean_se([r["sec_per_step"] for r in rows]),
+            "sec_per_step": mean_se([r["sec_per_step"] for r in rows]),  # wall, from the logs
+            "cpu_sec_per_step": next((r["cpu_sec_per_step"] for r in rows if "cpu_sec_per_step" in r), None),
             "mask": {str(b): mean_se([r["curve"][str(b)]["mask"] for r in rows]) for b in budgets},
             "box": {str(b): mean_se([r["curve"][str(b)]["box"] for r in rows]) for b in budgets},
         }
@@ -149,12 +183,13 @@ def markdown(results: dict) -> str:
         c = comparison.get(b)
         diff = (f"{100 * c['difference']:+.1f} ± {200 * c['se']:.1f}" + (" **wins**" if c["wins"] else "")) if c else "-"
         lines.append(f"| {b} | " + " | ".join(cells) + f" | {diff} |")
-    lines += ["", "| variant | mask AP at the full budget | box AP | seconds per step (wall, 1 thread) |",
-              "|---|---:|---:|---:|"]
+    lines += ["", "| variant | mask AP at the full budget | box AP | CPU seconds per step (1 thread) | "
+                  "wall seconds per step (shared machine) |", "|---|---:|---:|---:|---:|"]
     last = str(budgets[-1])
     for v in variants:
         row = s["variants"][v]
-        lines.append(f"| {row['label']} | {pm(row['mask'][last])} | {pm(row['box'][last])} | "
+        cpu = f"{row['cpu_sec_per_step']:.3f}" if row["cpu_sec_per_step"] is not None else "-"
+        lines.append(f"| {row['label']} | {pm(row['mask'][last])} | {pm(row['box'][last])} | {cpu} | "
                      f"{row['sec_per_step'][0]:.2f} |")
     lines += ["", verdict(results), ""]
     return "\n".join(lines)
@@ -274,6 +309,10 @@ def main(argv=None):
                                                          base.log_every)}
             for v in variants for seed in seeds if finished(Path(args.runs) / f"{v}_s{seed}", args.iters,
                                                             settings_of(v))]
+    for v in variants:  # the time per step of each variant, from its first seed's final weights
+        first = next((r for r in runs if r["variant"] == v), None)
+        if first is not None:
+            first["cpu_sec_per_step"] = step_cpu_seconds(Path(args.runs) / f"{v}_s{first['seed']}", v, base)
     results = {"command": "python benchmarks/transfer.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                "source": str(source), "source_sha256": checksum, "kinds": list(NEW_KINDS),
                "num_images": args.num_images, "num_val_images": args.num_val_images, "seeds": seeds,
