@@ -313,7 +313,8 @@ def main(argv=None):
         first = next((r for r in runs if r["variant"] == v), None)
         if first is not None:
             first["cpu_sec_per_step"] = step_cpu_seconds(Path(args.runs) / f"{v}_s{first['seed']}", v, base)
-    results = {"command": "python benchmarks/transfer.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    given = [a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--report-only", "--no-report")]
+    results = {"command": " ".join(["python benchmarks/transfer.py", *given]),  # what trains these runs again
                "source": str(source), "source_sha256": checksum, "kinds": list(NEW_KINDS),
                "num_images": args.num_images, "num_val_images": args.num_val_images, "seeds": seeds,
                "iters": args.iters, "eval_every": args.eval_every, "budgets": budgets,
