@@ -19,7 +19,7 @@ DEMO = TrainConfig(config="cpu_small", data=RunData.shapes(num_images=2000, num_
 # R50-FPN from torchvision's COCO weights, the class-dependent tensors afresh (transfer.py), SGD with momentum at
 # lr 0.005 for 2 images (the tutorial's), a few hundred steps. Sized for a CPU: a 512-pixel shorter side instead
 # of 800 (0.4x the pixels), and the whole backbone frozen (trainable_layers 0: the FPN and the heads train). On one
-# thread a step took 7.3 s of CPU with 0 stages training against 9.9 s with torchvision's default 3
+# thread a step took 6.4 s of CPU with 0 stages training against 8.2 s with torchvision's default 3
 # (benchmarks/model.py --finetune-only), and in the transfer study (benchmarks/transfer) 0 stages reached the
 # same mask AP as 3 within the seeds' spread (45.7 ± 1.6 and 46.5 ± 0.8 after 100 steps). For data far from
 # COCO's photos, train more stages (--trainable-layers 3). Every COCO category of your data keeps COCO's rows.
