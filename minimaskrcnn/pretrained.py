@@ -10,9 +10,9 @@ The weights are torchvision's `maskrcnn_resnet50_fpn` COCO checkpoint, the paper
 file's SHA-256 (as every torch.hub file does: "<name>-<prefix>.pth"); they are checked after the
 download and again each time the cached file is loaded, so a corrupt file never loads silently.
 
-Fine-tuning to your own classes: `coco_maskrcnn(categories=["dog", "person", "unicorn"])` gives a 4-class model
-whose class-dependent layers start afresh, except the rows of the categories COCO has (here dog and person), and
-the report of what was loaded (`transfer.py`).
+`read_source` reads any weights `transfer.load_into` starts a model from (ImageNet's ResNets, the COCO model, a
+torchvision state_dict file, a minimaskrcnn checkpoint) into our state_dict names; `transfer.coco_maskrcnn(categories)`
+is this model fine-tuning-ready for your own categories.
 
 A mirror: $MINIMASKRCNN_MIRROR, a base URL that serves the same files under the same names, replaces
 download.pytorch.org/models (the file and its checksum stay those of the URL).
@@ -29,6 +29,7 @@ Shape glossary: D detections of one image; H, W its size.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
@@ -37,10 +38,17 @@ from pathlib import Path
 import torch
 
 from . import config as config_lib
-from .checkpoint import torch_load, with_overrides
-from .data.download import fetch, file_digest
+from .checkpoint import read_checkpoint, torch_load, with_overrides
+from .convert import convert_torchvision_maskrcnn
+from .data.download import DownloadError, fetch, file_digest
+from .resnet import DEPTHS
 
 COCO_WEIGHTS_URL = "https://download.pytorch.org/models/maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth"
+IMAGENET_URLS = {  # torchvision's IMAGENET1K_V1 ResNets, which its detection models start from
+    50: "https://download.pytorch.org/models/resnet50-0676ba61.pth",
+    101: "https://download.pytorch.org/models/resnet101-63fe2227.pth",
+}
+SOURCES = ("imagenet", "coco", "none")  # or a file
 CACHE_ENV = "MINIMASKRCNN_CACHE"
 MIRROR_ENV = "MINIMASKRCNN_MIRROR"  # a base URL serving torchvision's weight files under their names
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,})\.")  # torch.hub's rule: the hex after the last '-' of the stem
@@ -68,7 +76,7 @@ class Pretrained:
     model: torch.nn.Module
     class_names: list[str]
     label_to_cat_id: dict[int, int] = field(default_factory=dict)
-    report: object = None  # transfer.InitReport, when the model was made for other categories
+    report: object = None  # transfer.InitReport, for a model made for your categories (transfer.coco_maskrcnn)
 
     @property
     def categories(self) -> list[str]:
@@ -173,30 +181,106 @@ def load_torchvision_weights(path, **overrides) -> Pretrained:
 
 
 def coco_maskrcnn(cache=None, url: str | None = None, progress: bool = True, timeout: float = 60.0,
-                  categories=None, num_classes: int | None = None, **overrides) -> Pretrained:
+                  **overrides) -> Pretrained:
     """torchvision's COCO-trained Mask R-CNN as our model: downloaded (once), verified, converted.
 
     cache: the weights folder (see `cache_dir`). url: default COCO_WEIGHTS_URL. overrides as in
     `load_torchvision_weights`, e.g. transform={"min_size": 512} for faster, coarser detection.
-    categories: your category names in label order, background left out: the model gets len(categories) + 1
-    classes and starts from COCO's weights (`transfer.load_into`): the rows of the categories COCO has are COCO's,
-    the others start afresh. The model is then in train mode, ready to fine-tune; `.report` says what was loaded.
-    num_classes (background included) without categories: that many classes, only the background's rows carried.
+    For your own categories: `transfer.coco_maskrcnn(categories)`.
     """
-    import dataclasses
+    return load_torchvision_weights(download_weights(url, cache, progress, timeout), **overrides)
 
-    path = download_weights(url, cache, progress, timeout)
-    if categories is None and num_classes is None:
-        return load_torchvision_weights(path, **overrides)
-    from .convert import coco_config
-    from .model import MaskRCNN
-    from .transfer import load_into
 
-    categories = None if categories is None else [str(c) for c in categories]
-    num_classes = num_classes if num_classes is not None else len(categories) + 1
-    config = config_lib.from_dict(with_overrides(config_lib.to_dict(coco_config(num_classes)), overrides))
-    model = MaskRCNN(config)
-    report = load_into(model, str(path), categories, progress=progress)  # checks the categories against num_classes
-    report = dataclasses.replace(report, source=f"coco ({path.name})")
-    names = ["background", *(categories or [str(k) for k in range(1, num_classes)])]
-    return Pretrained(model.train(), names, {k: k for k in range(1, num_classes)}, report)
+# ------------------------------------------------------------------------------------------------
+# Any pretrained weights, read for transfer.load_into: downloads by name, torchvision files, our checkpoints
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Source:
+    """Weights to load, in our state_dict names. config: the source's config dict (partial for a bare ResNet).
+    class_names: by label, background at 0 (None: unknown). scope: the names it must cover ("" everything; a
+    ResNet: the backbone's body and a C4 model's res5 head)."""
+
+    name: str
+    checksum: str
+    state: dict
+    config: dict
+    class_names: list[str] | None
+    scope: tuple = ("",)
+
+
+def read_source(model, source: str, cache, progress: bool) -> Source:
+    """The weights `source` names, converted into our names (downloaded when it is "imagenet" or "coco")."""
+    if source == "imagenet":
+        depth = model.config.backbone.depth
+        if depth not in IMAGENET_URLS:
+            raise ValueError(f"init imagenet: torchvision's ImageNet weights are ResNet-50 and ResNet-101; this "
+                             f"model has backbone.depth {depth}: use a preset with depth 50 or 101, or --init none")
+        path = download(IMAGENET_URLS[depth], cache, progress)
+        return resnet_source(model, read_torchvision_state_dict(path), f"imagenet ({path.name})",
+                             hash_prefix(IMAGENET_URLS[depth]))
+    if source == "coco":
+        path = download(COCO_WEIGHTS_URL, cache, progress)
+        return maskrcnn_source(read_torchvision_state_dict(path), f"coco ({path.name})",
+                               hash_prefix(COCO_WEIGHTS_URL))
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"init {source}: no such file (the sources are {', '.join(SOURCES)} or a file: "
+                                f"a minimaskrcnn checkpoint or a torchvision state_dict)")
+    state = torch_load(path, "init file")
+    if isinstance(state, dict) and "model" in state:  # a minimaskrcnn checkpoint: verified by its own checksum
+        state = read_checkpoint(path)
+        if state.get("model_config") is None:
+            raise ValueError(f"init file {path} stores no model_config, so its architecture is unknown")
+        names = list(state.get("class_names") or []) or None
+        return Source(str(path), state.get("checksum") or file_digest(path, "sha256"), state["model"],
+                      state["model_config"], names)
+    state = read_torchvision_state_dict(path)
+    digest = file_digest(path, "sha256")
+    if "roi_heads.box_predictor.cls_score.weight" in state and "backbone.body.conv1.weight" in state:
+        return maskrcnn_source(state, str(path), digest)
+    if "conv1.weight" in state and "layer1.0.conv1.weight" in state:
+        return resnet_source(model, state, str(path), digest)
+    raise ValueError(f"init file {path} is neither a minimaskrcnn checkpoint nor a torchvision maskrcnn_resnet50_fpn "
+                     f"or resnet state_dict (it has no conv1.weight or backbone.body.conv1.weight)")
+
+
+def download(url: str, cache, progress: bool) -> Path:
+    """download_weights, its network errors saying what to do without a network."""
+    try:
+        return download_weights(url, cache, progress)
+    except DownloadError as e:
+        name = url.rsplit("/", 1)[-1]
+        raise DownloadError(f"{e} (without a network: copy {name} into {cache_dir(cache)}, or set "
+                            f"${MIRROR_ENV} to a server that has it)") from e
+
+
+def maskrcnn_source(state: dict, name: str, checksum: str) -> Source:
+    """torchvision's maskrcnn_resnet50_fpn (or keypointrcnn): r50_fpn's architecture. Its files hold no category
+    names: a 91-class one is COCO's (labels = COCO category ids)."""
+    num_classes = state["roi_heads.box_predictor.cls_score.weight"].shape[0]
+    kp = state.get("roi_heads.keypoint_predictor.kps_score_lowres.weight")
+    cfg = config_lib.r50_fpn(num_classes) if kp is None else dataclasses.replace(
+        config_lib.keypoint_r50_fpn(num_classes), roi_heads=config_lib.RoIHeadsConfig(
+            num_keypoints=kp.shape[1], mask_branch="roi_heads.mask_predictor.mask_fcn_logits.weight" in state))
+    names = list(COCO_CLASS_NAMES) if num_classes == len(COCO_CLASS_NAMES) else None
+    return Source(name, checksum, convert_torchvision_maskrcnn(state), config_lib.to_dict(cfg), names)
+
+
+def resnet_source(model, state: dict, name: str, checksum: str) -> Source:
+    """A torchvision ResNet (ImageNet): the backbone's body, and for a C4 model its res5 head (layer4)."""
+    bottleneck = "layer1.0.conv3.weight" in state
+    blocks = tuple(len({k.split(".")[1] for k in state if k.startswith(f"layer{i}.")}) for i in (1, 2, 3, 4))
+    depth = next((d for d, (kind, b) in DEPTHS.items() if b == blocks and (kind == "bottleneck") == bottleneck), None)
+    if depth is None:
+        raise ValueError(f"init file {name} is a ResNet of {blocks} blocks per stage, none of depths {list(DEPTHS)}")
+    c4 = model.config.backbone.variant == "c4"
+    ours = {}
+    for k, v in state.items():
+        if k.startswith("fc."):  # the ImageNet classifier
+            continue
+        ours[f"roi_heads.box_head.res5.{k[len('layer4.'):]}" if c4 and k.startswith("layer4.")
+             else f"backbone.body.{k}"] = v
+    cfg = {"backbone": {"depth": depth, "stem_channels": state["conv1.weight"].shape[0], "norm": "bn"}}
+    return Source(name, checksum, ours, cfg, None, scope=("backbone.body.", "roi_heads.box_head.res5."))

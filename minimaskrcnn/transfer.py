@@ -33,7 +33,6 @@ report lists the frozen ones.
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,16 +40,8 @@ import torch
 
 from . import config as config_lib
 from . import pretrained
-from .checkpoint import read_checkpoint, torch_load
-from .convert import convert_torchvision_maskrcnn
-from .data.download import file_digest
-from .resnet import DEPTHS
+from .checkpoint import with_overrides
 
-SOURCES = ("imagenet", "coco", "none")  # or a path
-IMAGENET_URLS = {  # torchvision's IMAGENET1K_V1 weights, those its detection models start from
-    50: "https://download.pytorch.org/models/resnet50-0676ba61.pth",
-    101: "https://download.pytorch.org/models/resnet101-63fe2227.pth",
-}
 CLASS_TENSORS = ("roi_heads.box_predictor.cls_score.", "roi_heads.box_predictor.bbox_pred.",
                  "roi_heads.mask_predictor.mask_fcn_logits.", "roi_heads.mask_predictor.mask_fc_logits.")
 KEYPOINT_TENSORS = ("roi_heads.keypoint_predictor.kps_score_lowres.",)  # one channel per keypoint type
@@ -95,20 +86,6 @@ class InitReport:
                 "frozen": list(self.frozen), "loaded": len(self.loaded), "fresh": len(self.fresh)}
 
 
-@dataclass
-class Source:
-    """Weights to load, in our state_dict names. config: the source's config dict (partial for a bare ResNet).
-    class_names: by label, background at 0 (None: unknown). scope: the names it must cover ("" everything; a
-    ResNet: the backbone's body and a C4 model's res5 head)."""
-
-    name: str
-    checksum: str
-    state: dict
-    config: dict
-    class_names: list[str] | None
-    scope: tuple = ("",)
-
-
 def load_into(model, source: str, categories=None, *, cache=None, progress: bool = True) -> InitReport:
     """Initialize `model` (our MaskRCNN) from `source` ("imagenet", "coco", "none" or a file) and say what was done.
 
@@ -118,16 +95,16 @@ def load_into(model, source: str, categories=None, *, cache=None, progress: bool
     raise `download.DownloadError`. The model's frozen-BN eps is not changed (torchvision runs its COCO weights
     with 0: `convert.coco_config`).
     """
+    if str(source) == "none":  # nothing to load, nothing carried by name
+        own = list(weight_names(model.state_dict()))
+        return InitReport("none", "", fresh=own, fresh_modules=group_modules(own, own), frozen=frozen_stages(model))
     num_classes = model.config.num_classes
     if categories is not None:
         categories = check_categories(categories, num_classes)
-    if str(source) == "none":
-        own = list(trainable_names(model.state_dict()))
-        return InitReport("none", "", fresh=own, fresh_modules=group_modules(own, own), frozen=frozen_stages(model))
-    src = read_source(model, source, cache, progress)
+    src = pretrained.read_source(model, source, cache, progress)
     check_architecture(model, src)
     target = model.state_dict()
-    loaded, fresh, carried = [], [], []
+    loaded, fresh = [], []
     rows = class_rows(src.class_names, categories, src_count(src), num_classes)
     with torch.no_grad():
         for name, tensor in target.items():
@@ -148,9 +125,10 @@ def load_into(model, source: str, categories=None, *, cache=None, progress: bool
             else:
                 tensor.copy_(got)
                 loaded.append(name)
-    carried = [categories[ours - 1] for ours, _ in rows if ours > 0] if categories is not None else []
+    by_name = categories is not None and src.class_names is not None
+    carried = [categories[ours - 1] for ours, _ in rows if ours > 0] if by_name else []
     return InitReport(src.name, src.checksum, loaded, fresh, carried, frozen_stages(model),
-                      group_modules(fresh, list(trainable_names(target))))
+                      group_modules(fresh, list(weight_names(target))))
 
 
 def is_class_tensor(name: str, model_config) -> bool:
@@ -162,6 +140,7 @@ def is_class_tensor(name: str, model_config) -> bool:
 
 
 def check_categories(categories, num_classes: int) -> list[str]:
+    """The names as strings; ValueError unless there is one per object class and no two are the same name."""
     categories = [str(c) for c in categories]
     if len(categories) + 1 != num_classes:
         raise ValueError(f"{len(categories)} categories for a model of {num_classes} classes: categories name the "
@@ -188,81 +167,9 @@ def class_rows(source_names, categories, source_count: int, num_classes: int) ->
                        if n.strip().lower() in index]
 
 
-def src_count(src: Source) -> int:
+def src_count(src: pretrained.Source) -> int:
     logits = src.state.get("roi_heads.box_predictor.cls_score.bias")
     return 0 if logits is None else logits.shape[0]
-
-
-# ------------------------------------------------------------------------------------------------
-# Reading a source
-# ------------------------------------------------------------------------------------------------
-
-
-def read_source(model, source: str, cache, progress: bool) -> Source:
-    """The weights `source` names, converted into our names (downloaded when it is "imagenet" or "coco")."""
-    if source == "imagenet":
-        depth = model.config.backbone.depth
-        if depth not in IMAGENET_URLS:
-            raise ValueError(f"init imagenet: torchvision's ImageNet weights are ResNet-50 and ResNet-101; this "
-                             f"model has backbone.depth {depth}: use a preset with depth 50 or 101, or init none")
-        url = IMAGENET_URLS[depth]
-        path = pretrained.download_weights(url, cache, progress)
-        return resnet_source(model, pretrained.read_torchvision_state_dict(path), f"imagenet ({path.name})",
-                             pretrained.hash_prefix(url))
-    if source == "coco":
-        path = pretrained.download_weights(pretrained.COCO_WEIGHTS_URL, cache, progress)
-        return maskrcnn_source(pretrained.read_torchvision_state_dict(path), f"coco ({path.name})",
-                               pretrained.hash_prefix(pretrained.COCO_WEIGHTS_URL))
-    path = Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"init {source}: no such file (the sources are {', '.join(SOURCES)} or a file: "
-                                f"a minimaskrcnn checkpoint or a torchvision state_dict)")
-    state = torch_load(path, "init file")
-    if isinstance(state, dict) and "model" in state:  # a minimaskrcnn checkpoint: verified by its own checksum
-        state = read_checkpoint(path)
-        if state.get("model_config") is None:
-            raise ValueError(f"init file {path} stores no model_config, so its architecture is unknown")
-        names = list(state.get("class_names") or []) or None
-        return Source(str(path), state.get("checksum") or file_digest(path, "sha256"), state["model"],
-                      state["model_config"], names)
-    state = pretrained.read_torchvision_state_dict(path)
-    digest = file_digest(path, "sha256")
-    if "roi_heads.box_predictor.cls_score.weight" in state and "backbone.body.conv1.weight" in state:
-        return maskrcnn_source(state, str(path), digest)
-    if "conv1.weight" in state and "layer1.0.conv1.weight" in state:
-        return resnet_source(model, state, str(path), digest)
-    raise ValueError(f"init file {path} is neither a minimaskrcnn checkpoint nor a torchvision maskrcnn_resnet50_fpn "
-                     f"or resnet state_dict (it has no conv1.weight or backbone.body.conv1.weight)")
-
-
-def maskrcnn_source(state: dict, name: str, checksum: str) -> Source:
-    """torchvision's maskrcnn_resnet50_fpn (or keypointrcnn): r50_fpn's architecture. Its files hold no category
-    names: a 91-class one is COCO's (labels = COCO category ids)."""
-    num_classes = state["roi_heads.box_predictor.cls_score.weight"].shape[0]
-    kp = state.get("roi_heads.keypoint_predictor.kps_score_lowres.weight")
-    cfg = config_lib.r50_fpn(num_classes) if kp is None else dataclasses.replace(
-        config_lib.keypoint_r50_fpn(num_classes), roi_heads=config_lib.RoIHeadsConfig(
-            num_keypoints=kp.shape[1], mask_branch="roi_heads.mask_predictor.mask_fcn_logits.weight" in state))
-    names = list(pretrained.COCO_CLASS_NAMES) if num_classes == len(pretrained.COCO_CLASS_NAMES) else None
-    return Source(name, checksum, convert_torchvision_maskrcnn(state), config_lib.to_dict(cfg), names)
-
-
-def resnet_source(model, state: dict, name: str, checksum: str) -> Source:
-    """A torchvision ResNet (ImageNet): the backbone's body, and for a C4 model its res5 head (layer4)."""
-    bottleneck = "layer1.0.conv3.weight" in state
-    blocks = tuple(len({k.split(".")[1] for k in state if k.startswith(f"layer{i}.")}) for i in (1, 2, 3, 4))
-    depth = next((d for d, (kind, b) in DEPTHS.items() if b == blocks and (kind == "bottleneck") == bottleneck), None)
-    if depth is None:
-        raise ValueError(f"init file {name} is a ResNet of {blocks} blocks per stage, none of depths {list(DEPTHS)}")
-    c4 = model.config.backbone.variant == "c4"
-    ours = {}
-    for k, v in state.items():
-        if k.startswith("fc."):  # the ImageNet classifier
-            continue
-        ours[f"roi_heads.box_head.res5.{k[len('layer4.'):]}" if c4 and k.startswith("layer4.")
-             else f"backbone.body.{k}"] = v
-    cfg = {"backbone": {"depth": depth, "stem_channels": state["conv1.weight"].shape[0], "norm": "bn"}}
-    return Source(name, checksum, ours, cfg, None, scope=("backbone.body.", "roi_heads.box_head.res5."))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -270,7 +177,7 @@ def resnet_source(model, state: dict, name: str, checksum: str) -> Source:
 # ------------------------------------------------------------------------------------------------
 
 
-def check_architecture(model, src: Source) -> None:
+def check_architecture(model, src: pretrained.Source) -> None:
     """ValueError naming the differing config fields unless every tensor the source holds for this model has the
     model's shape (class and keypoint tensors: the same shape per class / keypoint type)."""
     target = model.state_dict()
@@ -288,8 +195,9 @@ def check_architecture(model, src: Source) -> None:
             if got.shape[1:] != tensor.shape[1:] or got.shape[0] * model.config.num_classes != \
                     tensor.shape[0] * src_count(src):
                 problems.append(f"{name} {tuple(got.shape)} != {tuple(tensor.shape)}")
-        elif name.startswith(KEYPOINT_TENSORS):
-            if got.shape[0] != tensor.shape[0] or got.shape[2:] != tensor.shape[2:]:
+        elif name.startswith(KEYPOINT_TENSORS):  # (C, Kp, 4, 4) weight, (Kp,) bias: only Kp may differ
+            if got.dim() != tensor.dim() or got.dim() == 4 and (got.shape[0], got.shape[2:]) != \
+                    (tensor.shape[0], tensor.shape[2:]):
                 problems.append(f"{name} {tuple(got.shape)} != {tuple(tensor.shape)}")
         elif got.shape != tensor.shape:
             problems.append(f"{name} {tuple(got.shape)} != {tuple(tensor.shape)}")
@@ -327,7 +235,8 @@ def plain(v):
 # ------------------------------------------------------------------------------------------------
 
 
-def trainable_names(state: dict):
+def weight_names(state: dict):
+    """The names of a state_dict but BatchNorm's step counters."""
     return (k for k in state if not k.endswith("num_batches_tracked"))
 
 
@@ -361,23 +270,22 @@ def frozen_stages(model) -> list[str]:
             if not any(p.requires_grad for m in modules for p in m.parameters())]
 
 
-def default_init(preset: str) -> str:
-    """The init a training preset starts from when none is given: ImageNet for the presets with frozen BatchNorm,
-    the paper's ResNet-50s (Sec. 3.1; frozen BatchNorm needs trained statistics), none for the small from-scratch
-    presets, whose BatchNorm trains."""
-    return "imagenet" if config_lib.get_config(preset).backbone.norm == "frozen_bn" else "none"
+def coco_maskrcnn(categories=None, num_classes: int | None = None, *, cache=None, progress: bool = True,
+                  **overrides) -> pretrained.Pretrained:
+    """torchvision's COCO Mask R-CNN made for your categories (names in label order, background left out), ready to
+    fine-tune (train mode): len(categories) + 1 classes, the rows of the categories COCO has carried, `.report`.
+    num_classes (background included) without categories: only the background's rows are carried. overrides as in
+    `pretrained.load_torchvision_weights`; the frozen BatchNorm's eps is 0, as torchvision runs these weights."""
+    from .convert import coco_config
+    from .model import MaskRCNN
 
-
-def check_init(init: str, model_config, trainable_layers: int) -> None:
-    """ValueError for an init that cannot train: random weights under frozen BatchNorm (the identity) or in frozen
-    stages (never trained). trainable_layers: the stages (of 5) that get gradients."""
-    if init != "none":
-        if init not in SOURCES and not os.fspath(init).strip():
-            raise ValueError("init is empty: name imagenet, coco, none or a file")
-        return
-    if model_config.backbone.norm == "frozen_bn":
-        raise ValueError("--init none with norm frozen_bn: frozen BatchNorm on random weights is the identity and "
-                         "never learns; use --init imagenet (or coco), or a preset whose norm trains (bn, gn)")
-    if trainable_layers < 5:
-        raise ValueError(f"--init none with --trainable-layers {trainable_layers}: the frozen stages would keep their "
-                         f"random weights; use --init imagenet (or coco), or --trainable-layers 5")
+    if categories is None and num_classes is None:
+        raise ValueError("coco_maskrcnn: give your categories (or num_classes); pretrained.coco_maskrcnn() is COCO's")
+    if categories is not None:
+        categories = [str(c) for c in categories]
+        num_classes = num_classes or len(categories) + 1
+    cfg = config_lib.from_dict(with_overrides(config_lib.to_dict(coco_config(num_classes)), overrides))
+    model = MaskRCNN(cfg)
+    report = load_into(model, "coco", categories, cache=cache, progress=progress)
+    names = ["background", *(categories or [str(k) for k in range(1, num_classes)])]
+    return pretrained.Pretrained(model.train(), names, {k: k for k in range(1, num_classes)}, report)

@@ -15,6 +15,7 @@ import torchvision
 from torch import nn
 
 from minimaskrcnn import cli, config, pretrained, training, transfer
+from minimaskrcnn.checkpoint import read_checkpoint, save_checkpoint
 from minimaskrcnn.convert import convert_torchvision_maskrcnn
 from minimaskrcnn.data import ShapesDataset
 from minimaskrcnn.data.download import DownloadError
@@ -70,7 +71,7 @@ def hub(served, tmp_path, monkeypatch):
     official = "https://download.pytorch.org/models/"
     monkeypatch.setenv(pretrained.MIRROR_ENV, server.url)
     monkeypatch.setenv(pretrained.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.setattr(transfer, "IMAGENET_URLS", {18: official + names["r18"], 50: official + names["r50"]})
+    monkeypatch.setattr(pretrained, "IMAGENET_URLS", {18: official + names["r18"], 50: official + names["r50"]})
     monkeypatch.setattr(pretrained, "COCO_WEIGHTS_URL", official + names["coco"])
     yield server
     shutil.rmtree(tmp_path / "cache", ignore_errors=True)
@@ -150,15 +151,16 @@ def test_coco_carries_the_rows_of_the_categories_coco_has(served, hub):
         "  afresh: roi_heads.box_predictor, roi_heads.mask_predictor.mask_fcn_logits",
         "  categories carried by name: dog, person (and the background)", "  frozen: stem, layer1"]
 
-    # the same from pretrained, the model made for the categories; COCO's eps (0) for its frozen BatchNorm
-    coco = pretrained.coco_maskrcnn(categories=DATASET, progress=False)
+    # the same in one call, the model made for the categories; COCO's eps (0) for its frozen BatchNorm
+    coco = transfer.coco_maskrcnn(DATASET, progress=False)
     assert coco.model.training and coco.model.config.backbone.frozen_bn_eps == 0.0
     assert coco.class_names == ["background", *DATASET] and coco.report.carried == ["dog", "person"]
     assert coco.report.source == f"coco ({names['coco']})"
     got = coco.model.state_dict()
     assert all(torch.equal(got[k], sd[k]) for k in report.loaded)
-    assert torch.equal(got["roi_heads.box_predictor.bbox_pred.weight"][:12], sd["roi_heads.box_predictor.bbox_pred.weight"][:12])
-    assert pretrained.coco_maskrcnn(num_classes=3, progress=False).report.carried == []
+    carried_rows = "roi_heads.box_predictor.bbox_pred.weight"
+    assert torch.equal(got[carried_rows][:12], sd[carried_rows][:12])  # background, dog, person
+    assert transfer.coco_maskrcnn(num_classes=3, progress=False).report.carried == []
 
 
 def test_torchvision_pth_files_by_their_keys(served):
@@ -179,6 +181,25 @@ def test_torchvision_pth_files_by_their_keys(served):
     report = transfer.load_into(small, str(folder / names["r18"]))
     assert torch.equal(small.backbone.body.layer4[1].conv2.weight, states["r18"]["layer4.1.conv2.weight"])
     assert report.frozen == [] and report.fresh_modules == ["backbone.fpn", "rpn", "roi_heads"]  # cpu_small: 5
+
+
+def test_a_checkpoint_of_other_keypoint_types_and_classes(tmp_path):
+    """Our own checkpoint: rows carried by its stored class names; the keypoint predictor (one channel per keypoint
+    type) starts afresh for another number of types, the keypoint convs are loaded."""
+    torch.manual_seed(0)
+    source = MaskRCNN(config.cpu_small_keypoints(4))
+    save_checkpoint(tmp_path / "kp.pt", {"model": source.state_dict(), "model_config": config.to_dict(source.config),
+                                        "class_names": ["background", "square", "circle", "triangle"]})
+    cfg = config.cpu_small_keypoints(3)
+    target = MaskRCNN(dataclasses.replace(cfg, roi_heads=dataclasses.replace(cfg.roi_heads, num_keypoints=5)))
+    report = transfer.load_into(target, str(tmp_path / "kp.pt"), ["triangle", "star"])
+    assert report.carried == ["triangle"] and report.checksum == read_checkpoint(tmp_path / "kp.pt")["checksum"]
+    assert report.fresh_modules == ["roi_heads.box_predictor", "roi_heads.mask_predictor.mask_fcn_logits",
+                                    "roi_heads.keypoint_predictor"]
+    theirs, ours = source.state_dict(), target.state_dict()
+    assert torch.equal(ours["roi_heads.box_predictor.bbox_pred.weight"][4:8],
+                       theirs["roi_heads.box_predictor.bbox_pred.weight"][12:16])  # triangle: label 3 -> 1
+    assert torch.equal(ours["roi_heads.keypoint_head.convs.3.weight"], theirs["roi_heads.keypoint_head.convs.3.weight"])
 
 
 def test_frozen_stages_get_no_gradient_and_keep_their_batchnorm_statistics():
@@ -221,7 +242,7 @@ def test_refusals_name_the_problem_and_change_nothing(served, hub, tmp_path, mon
     with pytest.raises(ValueError, match=r"^init imagenet \(resnet18-.*\) is another architecture than this model: "
                                          r"backbone.stem_channels 64 != 16 \(source"):  # cpu_small: a narrow ResNet-18
         transfer.load_into(MaskRCNN(config.cpu_small()), "imagenet", progress=False)
-    monkeypatch.delitem(transfer.IMAGENET_URLS, 18)  # as torchvision's detection models: ResNet-50 and -101 only
+    monkeypatch.delitem(pretrained.IMAGENET_URLS, 18)  # as torchvision's detection models: ResNet-50 and -101 only
     with pytest.raises(ValueError, match=r"^init imagenet: .* ResNet-50 and ResNet-101; this model has "
                                          r"backbone.depth 18"):
         transfer.load_into(MaskRCNN(config.cpu_small()), "imagenet")
@@ -242,7 +263,11 @@ def test_refusals_name_the_problem_and_change_nothing(served, hub, tmp_path, mon
         monkeypatch.setenv(pretrained.MIRROR_ENV, server.url)
         with pytest.raises(ValueError, match=r"checksum mismatch for resnet50-.*: sha256 [0-9a-f]{64}, expected "):
             transfer.load_into(MaskRCNN(config.r50_fpn(4)), "imagenet", progress=False)
-        assert not pretrained.is_cached(transfer.IMAGENET_URLS[50]) and list(pretrained.cache_dir().glob("*.corrupt"))
+        assert not pretrained.is_cached(pretrained.IMAGENET_URLS[50]) and list(pretrained.cache_dir().glob("*.corrupt"))
+        (cut / names["coco"]).write_bytes(good[: len(good) // 2])  # --init coco: not COCO's file
+        with pytest.raises(ValueError, match=r"checksum mismatch for maskrcnn_resnet50_fpn_coco-"):
+            transfer.load_into(MaskRCNN(config.r50_fpn(4)), "coco", DATASET, progress=False)
+        assert not pretrained.is_cached(pretrained.COCO_WEIGHTS_URL)
         (cut / names["r50"]).unlink()
         with pytest.raises(DownloadError, match=r"^cannot download .*: HTTP 404"):
             transfer.load_into(MaskRCNN(config.r50_fpn(4)), "imagenet", progress=False)

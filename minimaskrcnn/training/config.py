@@ -19,7 +19,6 @@ from ..checkpoint import read_checkpoint
 from ..config import check_choice, check_fraction, check_number
 from ..data.sources import Custom, RunData
 from ..devices import AMP_DTYPES, check_device_name
-from ..transfer import check_init, default_init
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "cosine")
@@ -124,6 +123,26 @@ def check_beside(out, resume) -> None:
     if Path(out).resolve() != Path(resume).resolve().parent:
         raise ValueError(f"TrainConfig.out {out} is not the folder of {resume}: a resumed run writes beside the "
                          f"checkpoint it resumes from (copy the checkpoint into {out} to go on there)")
+
+
+def default_init(preset: str) -> str:
+    """The init a training preset starts from when none is given: ImageNet for the presets with frozen BatchNorm,
+    the paper's ResNet-50s (Sec. 3.1; frozen BatchNorm needs trained statistics), none for the small from-scratch
+    presets, whose BatchNorm trains."""
+    return "imagenet" if config_lib.get_config(preset).backbone.norm == "frozen_bn" else "none"
+
+
+def check_init(init: str, model_config, trainable_layers: int) -> None:
+    """ValueError for an init that cannot train: random weights under frozen BatchNorm (the identity) or in frozen
+    stages (never trained). trainable_layers: the stages (of 5) that get gradients."""
+    if init != "none":
+        return
+    if model_config.backbone.norm == "frozen_bn":
+        raise ValueError("--init none with norm frozen_bn: frozen BatchNorm on random weights is the identity and "
+                         "never learns; use --init imagenet (or coco), or a preset whose norm trains (bn, gn)")
+    if trainable_layers < 5:
+        raise ValueError(f"--init none with --trainable-layers {trainable_layers}: the frozen stages would keep their "
+                         f"random weights; use --init imagenet (or coco), or --trainable-layers 5")
 
 
 def init_of(cfg: TrainConfig) -> str:

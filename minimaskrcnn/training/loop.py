@@ -29,7 +29,7 @@ from ..data import collate
 from ..data.sources import RunData, describe
 from ..devices import amp_dtype, pick_device
 from ..evaluation import evaluate, headline_ap
-from .config import TrainConfig, build_model_config, init_of, resolve, settings
+from .config import TrainConfig, build_model_config, resolve, settings
 from .datasets import build_datasets
 from .guards import check_finite_losses, one_line_errors, out_of_memory_hint, with_message
 from .log import append_record, drop_records_after, read_records
@@ -37,6 +37,7 @@ from .runtime import (average_losses_and_stop, grad_scaler, init_distributed, pr
                       seed_everything, set_rng_state)
 from .sampler import ResumableSampler, SeededSamples
 from .schedule import build_optimizer, lr_at
+from .start import start_from_init
 from .stop import StopRequests, Terminated, stopped_at_once
 
 
@@ -125,8 +126,7 @@ class Run:
             model_config = model_config or build_model_config(cfg, train_set.num_classes)
             model = MaskRCNN(model_config)
         self.model_config = model_config or getattr(model, "config", None)
-        # the init (transfer.py), right after the model is built; a resumed run has its weights in the checkpoint
-        self.init_record = None if cfg.resume else self.initialize(model, given)
+        self.init_record = None if cfg.resume else start_from_init(cfg, model, train_set, given, self.rank, self.world)
         self.model = model.to(self.device).train()
         self.net = model  # what the forward pass runs: the model, or its DistributedDataParallel wrapper
         if self.world > 1:
@@ -150,25 +150,6 @@ class Run:
         self.last_log_time = time.perf_counter()
         self.bar = tqdm(total=cfg.iters, initial=self.progress.step, desc="train", dynamic_ncols=True,
                         disable=not cfg.progress or self.rank != 0)
-
-    def initialize(self, model, given: bool) -> dict | None:
-        """Load cfg.init into the model (a model given to `train` only when cfg.init names one), print the report;
-        the record for the checkpoint. Process 0 downloads first, the others then read its cache."""
-        from ..transfer import check_init, load_into
-
-        init = self.cfg.init if given else init_of(self.cfg)
-        if init is None:
-            return None
-        check_init(init, model.config, model.config.backbone.trainable_layers)
-        names = getattr(self.train_set, "class_names", None)
-        if self.rank != 0:
-            dist.barrier()
-        report = load_into(model, init, list(names)[1:] if names else None, progress=self.cfg.progress)
-        if self.rank == 0:
-            print(report, flush=True)
-            if self.world > 1:
-                dist.barrier()
-        return report.record()
 
     def fresh(self) -> Progress:
         if self.rank == 0 and self.log_path.exists():
@@ -298,8 +279,7 @@ class Run:
                 # what predict and evaluate need to name classes and map them back to COCO ids
                 "class_names": list(getattr(self.train_set, "class_names", [])),
                 "label_to_cat_id": dict(getattr(self.train_set, "label_to_cat_id", {})),
-                # the weights it started from (transfer.InitReport.record): source and checksum
-                "init": self.init_record}
+                "init": self.init_record}  # the weights it started from: source, checksum (training/start.py)
 
     def emergency_save(self, fix: bool = False) -> str:
         """The one way out of a step stopped at once, wherever it landed: a second Ctrl-C or SIGTERM, or an error.
