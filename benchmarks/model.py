@@ -24,6 +24,12 @@ machine shared with other work slows both alike. "ratio" is ours / torchvision's
 Ours runs its ops on their default path: the reference (pure PyTorch) on the CPU, the Triton kernels on
 CUDA; on CUDA the last columns run ours once more with MINIMASKRCNN_OPS=reference (ops/triton/__init__.py).
 
+The fine-tune step (`--finetune-only` runs it alone): training.FINETUNE's step, R50-FPN at a 512-pixel shorter
+side (images of 512x683, a 3:4 photo, kept as they are), batch 2, 3 classes and the background, the stages
+FINETUNE freezes frozen in both (torchvision's trainable_backbone_layers), one thread (--finetune-threads): ours
+against torchvision's maskrcnn_resnet50_fpn, forward, backward and an SGD step of the trainable weights, their
+runs alternating; wall and CPU seconds per step, medians.
+
 Last, the cpu_small preset's training step (forward, backward and an SGD step) on 8 synthetic shapes
 images of 128x128, the size the CPU training runs on, after 50 steps of training (wall and CPU time:
 on a machine shared with other jobs the CPU time is the steadier number; run it with
@@ -33,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import platform
 import statistics
@@ -50,6 +57,7 @@ from minimaskrcnn.config import cpu_small, r50_fpn
 from minimaskrcnn.convert import load_torchvision_maskrcnn
 from minimaskrcnn.model import MaskRCNN
 from minimaskrcnn.ops.triton import ENV, import_error
+from minimaskrcnn.training import FINETUNE
 
 IMAGE_SIZE = (800, 1216)  # a multiple of 32 with the shorter side 800: the transform keeps it as it is
 
@@ -73,10 +81,12 @@ def build_models(device: torch.device) -> tuple[nn.Module, nn.Module]:
     return tv.to(device), ours.to(device)
 
 
-def make_inputs(batch: int, device: torch.device, seed: int = 1) -> tuple[list, list]:
-    """`batch` random images of IMAGE_SIZE and targets of 6 rectangles each (boxes, labels, masks)."""
+def make_inputs(batch: int, device: torch.device, seed: int = 1, size=IMAGE_SIZE,
+                num_classes: int = 91) -> tuple[list, list]:
+    """`batch` random images of `size` (H, W) and targets of 6 rectangles each (boxes, labels in
+    1..num_classes - 1, masks)."""
     g = torch.Generator().manual_seed(seed)
-    H, W = IMAGE_SIZE
+    H, W = size
     images, targets = [], []
     for _ in range(batch):
         images.append(torch.rand(3, H, W, generator=g))
@@ -85,7 +95,7 @@ def make_inputs(batch: int, device: torch.device, seed: int = 1) -> tuple[list, 
         masks = torch.zeros(6, H, W, dtype=torch.uint8)
         for m, (x1, y1, x2, y2) in zip(masks, boxes.long().tolist()):
             m[y1:y2, x1:x2] = 1
-        targets.append({"boxes": boxes, "labels": torch.randint(1, 91, (6,), generator=g), "masks": masks})
+        targets.append({"boxes": boxes, "labels": torch.randint(1, num_classes, (6,), generator=g), "masks": masks})
     return [im.to(device) for im in images], [{k: v.to(device) for k, v in t.items()} for t in targets]
 
 
@@ -182,6 +192,68 @@ def train_step(model: nn.Module, images: list, targets: list, ours: bool, amp, p
     return fn
 
 
+FINETUNE_SIZE = (512, 683)  # a 3:4 photo at the fine-tune recipe's 512-pixel shorter side (max side 853)
+
+
+def finetune_models(trainable_layers: int, num_classes: int = 4) -> tuple[nn.Module, nn.Module]:
+    """torchvision's maskrcnn_resnet50_fpn and ours, as the fine-tune recipe builds them: frozen BatchNorm,
+    `trainable_layers` stages training, images resized to a 512-pixel shorter side; the same random weights."""
+    torch.manual_seed(0)
+    backbone = _resnet_fpn_extractor(torchvision.models.resnet50(norm_layer=FrozenBatchNorm2d), trainable_layers)
+    tv = TVMaskRCNN(backbone, num_classes=num_classes, min_size=FINETUNE.min_size, max_size=FINETUNE.max_size)
+    cfg = r50_fpn(num_classes)
+    sizes = {"min_size": FINETUNE.min_size, "max_size": FINETUNE.max_size}
+    cfg = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, trainable_layers=trainable_layers),
+                              transform=dataclasses.replace(cfg.transform, **sizes))
+    ours = MaskRCNN(cfg)
+    load_torchvision_maskrcnn(ours, tv.state_dict())
+    return tv, ours
+
+
+def finetune_steps(trainable_layers: int, repeat: int, batch: int = 2) -> dict:
+    """{"ours", "tv"}: (median wall seconds, median CPU seconds) of one training step (forward, backward, SGD on
+    the weights that train) on `batch` images of FINETUNE_SIZE, runs alternating after one warm-up each."""
+    tv, ours = finetune_models(trainable_layers)
+    images, targets = make_inputs(batch, torch.device("cpu"), size=FINETUNE_SIZE, num_classes=4)
+    steps = {}
+    for name, model in (("ours", ours), ("tv", tv)):
+        optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
+
+        def step(model=model, optimizer=optimizer, ours=name == "ours"):
+            model.train()
+            losses = model(images, targets).losses if ours else model(images, targets)
+            optimizer.zero_grad()
+            sum(losses.values()).backward()
+            optimizer.step()
+        steps[name] = step
+    for step in steps.values():
+        step()
+    wall, cpu = {n: [] for n in steps}, {n: [] for n in steps}
+    for _ in range(repeat):
+        for name, step in steps.items():
+            start_cpu, start = time.process_time(), time.perf_counter()
+            step()
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    return {n: (statistics.median(wall[n]), statistics.median(cpu[n])) for n in steps}
+
+
+def print_finetune(trainable_layers: int, repeat: int, threads: int) -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        r = finetune_steps(trainable_layers, repeat)
+    finally:
+        torch.set_num_threads(before)
+    (w_ours, c_ours), (w_tv, c_tv) = r["ours"], r["tv"]
+    print(f"\nfine-tune step (training.FINETUNE): R50-FPN, batch 2 of {FINETUNE_SIZE[0]}x{FINETUNE_SIZE[1]}, "
+          f"{trainable_layers} trainable stages, frozen BN, {threads} thread(s), median of {repeat}")
+    header = f"{'':<12} {'ours s':>8} {'tv s':>8} {'ratio':>6}"
+    print(header + "\n" + "-" * len(header))
+    print(f"{'wall':<12} {w_ours:>8.2f} {w_tv:>8.2f} {w_ours / w_tv:>6.2f}")
+    print(f"{'CPU time':<12} {c_ours:>8.2f} {c_tv:>8.2f} {c_ours / c_tv:>6.2f}", flush=True)
+
+
 def cpu_small_step(device: torch.device, repeat: int, warmup: int = 50) -> tuple[float, float]:
     """One training step (forward, backward, SGD) of cpu_small on 8 shapes images: median wall seconds
     and median process CPU seconds. Timed after `warmup` steps: by then the RPN finds the objects and
@@ -219,7 +291,12 @@ def main():
     parser.add_argument("--batches", default="1,2", help="batch sizes, comma-separated")
     parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none", help="autocast dtype (CUDA)")
     parser.add_argument("--small-repeat", type=int, default=20, help="timed steps of cpu_small")
-    parser.add_argument("--skip-r50", action="store_true", help="only the cpu_small step")
+    parser.add_argument("--skip-r50", action="store_true", help="only the fine-tune and cpu_small steps")
+    parser.add_argument("--finetune-only", action="store_true", help="only the fine-tune step")
+    parser.add_argument("--trainable-layers", type=int, default=FINETUNE.trainable_layers,
+                        help="stages that train in the fine-tune step (default: training.FINETUNE's)")
+    parser.add_argument("--finetune-repeat", type=int, default=5, help="timed fine-tune steps")
+    parser.add_argument("--finetune-threads", type=int, default=1, help="threads of the fine-tune step")
     args = parser.parse_args()
     device = torch.device(args.device)
     repeat = args.repeat or (10 if device.type == "cuda" else 2)
@@ -231,6 +308,9 @@ def main():
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"device {device} ({name}), torch {torch.__version__}, torchvision {torchvision.__version__}, "
           f"threads {torch.get_num_threads()}, autocast {args.amp}, repeat {repeat}")
+    if args.finetune_only:
+        print_finetune(args.trainable_layers, args.finetune_repeat, args.finetune_threads)
+        return
     if not args.skip_r50:
         tv, ours = build_models(device)
         print(f"\nR50-FPN, {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} images; time in ms, memory in MiB (peak over "
@@ -263,6 +343,7 @@ def main():
                     line += f" {t_ref / per * 1e3:>9.1f} {t_ref / t_tv:>6.2f} {m_ref / 2**20:>9.0f}"
                 print(line, flush=True)
         del tv, ours
+    print_finetune(args.trainable_layers, args.finetune_repeat, args.finetune_threads)
     wall, cpu = cpu_small_step(device, args.small_repeat)
     print(f"\ncpu_small training step (forward + backward + SGD), 8 images of 128x128, after 50 steps: "
           f"{wall * 1e3:.0f} ms ({cpu * 1e3:.0f} ms of CPU time)")

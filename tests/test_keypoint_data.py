@@ -261,7 +261,8 @@ def test_a_checkpoint_record_rebuilds_the_keypoint_shapes():
 
     record = describe(ShapesDataset(5, 48, seed=2, keypoints=True))
     assert record == Shapes(5, 48, 2, keypoints=True)
-    assert source_to_dict(record) == {"kind": "shapes", "num_images": 5, "image_size": 48, "seed": 2, "keypoints": True}
+    assert source_to_dict(record) == {"kind": "shapes", "num_images": 5, "image_size": 48, "seed": 2, "keypoints": True,
+                                      "kinds": ("square", "circle", "triangle")}
     assert source_from_dict({"kind": "shapes", "num_images": 5, "image_size": 48, "seed": 2}).keypoints is False  # older
     assert build(record).num_keypoints == 11 and not describe(ShapesDataset(5, 48)).keypoints
     data = RunData(Shapes(5, 48, seed=2)).to_dict()  # recorded without keypoints: the model says it predicts them

@@ -54,11 +54,13 @@ DATA_FLAGS = {
     "--num-images": ("num_images", int, "synthetic training images (--data shapes)"),
     "--num-val-images": ("num_val_images", int, "held-out synthetic images evaluated at the end (--data shapes)"),
     "--image-size": ("image_size", int, "synthetic image side in pixels (--data shapes)"),
+    "--shapes-kinds": ("kinds", str, "the synthetic shapes' kinds, the classes (--data shapes; default "
+                                     "square,circle,triangle; also star,ring,cross)"),
 }
 
 # what the data records call the flags' values, in their error messages
 DATA_TERMS = {"Shapes.num_images": "--num-images", "Shapes.image_size": "--image-size",
-              "Shapes.held_out.num_images": "--num-val-images"}
+              "Shapes.held_out.num_images": "--num-val-images", "Shapes.kinds:": "--shapes-kinds:"}
 
 
 def add_arguments(p) -> None:
@@ -126,7 +128,7 @@ def data_from_flags(flags: dict, resumed: RunData | None = None) -> RunData | No
                              flags.get("val_images"))
     if flags.get("data") == "shapes":
         return RunData.shapes(**{k: flags[k] for k in ("num_images", "num_val_images", "image_size", "seed",
-                                                       "keypoints") if k in flags})
+                                                       "keypoints", "kinds") if k in flags})
     val_split = flags.get("val_split", "val2017")
     return RunData.coco(flags.get("data"), flags.get("split", "train2017"),
                         None if val_split.lower() == "none" else val_split)
@@ -138,7 +140,7 @@ def flags_of(data: RunData) -> dict:
     if isinstance(train, Shapes):
         return {"data": "shapes", "num_images": train.num_images, "image_size": train.image_size,
                 "seed": train.seed, "num_val_images": val.num_images if isinstance(val, Shapes) else 0,
-                **({"keypoints": True} if train.keypoints else {})}
+                "kinds": train.kinds, **({"keypoints": True} if train.keypoints else {})}
     if isinstance(train, CocoFiles):
         return {"annotations": train.annotations, "images": train.images,
                 **({"val_annotations": val.annotations, "val_images": val.images} if isinstance(val, CocoFiles)

@@ -1,5 +1,8 @@
 """Synthetic "shapes": squares, circles and triangles on a noisy background, with exact instance masks.
 
+Other kinds make a dataset of new classes (`kinds=("star", "ring", "cross")`, `KINDS` names them all): the
+fine-tuning study (benchmarks/transfer.py) starts from a model trained on the first three and learns these.
+
 A dataset small enough to train Mask R-CNN from scratch on a laptop CPU in minutes, with the same
 interface as `CocoDataset` (and a pycocotools ground truth, `ds.coco`), so training and COCO evaluation
 run unchanged on it; `export_coco(folder)` writes it as a real COCO folder (PNG images + instances JSON).
@@ -40,7 +43,13 @@ from .coco import to_tensor_image
 from .coco_json import coco_from_dict
 from .keypoints import flip_pairs_from_names
 
-CLASS_NAMES = ["background", "square", "circle", "triangle"]
+DEFAULT_KINDS = ("square", "circle", "triangle")
+CLASS_NAMES = ["background", *DEFAULT_KINDS]
+# Every kind the generator draws; a dataset's class k (1..) is its kinds[k - 1]. Star: five points, the inner
+# vertices at 0.382 of the outer radius (a regular pentagram's outline). Ring: the inner radius half the outer
+# (a hole of a quarter of the disc's area). Cross: two bars a third of the size wide.
+KINDS = (*DEFAULT_KINDS, "star", "ring", "cross")
+STAR_INNER = 0.381966  # cos(72 deg) / cos(36 deg): the inner vertices of a regular pentagram
 KEYPOINT_NAMES = ["square_top_left", "square_top_right", "square_bottom_right", "square_bottom_left",
                   "circle_top", "circle_right", "circle_bottom", "circle_left",
                   "triangle_apex", "triangle_bottom_right", "triangle_bottom_left"]
@@ -57,17 +66,54 @@ KEYPOINT_SIGMAS = (0.05,) * len(KEYPOINT_NAMES)
 
 
 def shape_mask(label: int, cx: float, cy: float, size: float, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
-    """(S, S) bool mask of one shape; xx, yy are pixel-centre coordinates (S, S); size is the side
-    (square, triangle) or diameter (circle) in pixels, (cx, cy) the centre of the shape's box."""
+    """(S, S) bool mask of one shape of the default kinds (label 1 square, 2 circle, 3 triangle); xx, yy are
+    pixel-centre coordinates (S, S); size is the side (square, triangle) or diameter (circle) in pixels,
+    (cx, cy) the centre of the shape's box."""
+    if label not in (1, 2, 3):
+        raise ValueError(f"label must be 1 (square), 2 (circle) or 3 (triangle), got {label}")
+    return kind_mask(DEFAULT_KINDS[label - 1], cx, cy, size, xx, yy)
+
+
+def kind_mask(kind: str, cx: float, cy: float, size: float, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
+    """(S, S) bool mask of one shape of `kind` (KINDS), arguments as shape_mask: size is the side (square,
+    triangle, cross) or the outer diameter (circle, ring, star: the circle through its points)."""
     half = size / 2
-    if label == 1:  # square
+    if kind == "square":
         return (np.abs(xx - cx) <= half) & (np.abs(yy - cy) <= half)
-    if label == 2:  # circle
+    if kind == "circle":
         return (xx - cx) ** 2 + (yy - cy) ** 2 <= half ** 2
-    if label == 3:  # upright triangle: apex at the top, base at the bottom of its box
+    if kind == "triangle":  # upright: apex at the top, base at the bottom of its box
         top = cy - half
         return (yy >= top) & (yy <= cy + half) & (np.abs(xx - cx) <= (yy - top) / 2)
-    raise ValueError(f"label must be 1 (square), 2 (circle) or 3 (triangle), got {label}")
+    if kind == "ring":  # a disc with a hole of half its radius
+        r2 = (xx - cx) ** 2 + (yy - cy) ** 2
+        return (r2 <= half ** 2) & (r2 >= (half / 2) ** 2)
+    if kind == "cross":  # a plus sign: a vertical and a horizontal bar, each size/3 wide
+        dx, dy = np.abs(xx - cx), np.abs(yy - cy)
+        return ((dx <= size / 6) & (dy <= half)) | ((dy <= size / 6) & (dx <= half))
+    if kind == "star":
+        return inside_polygon(star_vertices(cx, cy, size), xx, yy)
+    raise ValueError(f"unknown shape kind {kind!r}; known: {', '.join(KINDS)}")
+
+
+def star_vertices(cx: float, cy: float, size: float) -> np.ndarray:
+    """(10, 2) vertices (x, y) of a five-pointed star, one point straight up: outer radius size / 2, inner
+    radius STAR_INNER of it, alternating, 36 degrees apart."""
+    angles = np.deg2rad(-90 + 36 * np.arange(10))  # image y points down: -90 degrees is up
+    radii = np.where(np.arange(10) % 2 == 0, size / 2, size / 2 * STAR_INNER)
+    return np.stack([cx + radii * np.cos(angles), cy + radii * np.sin(angles)], axis=1)
+
+
+def inside_polygon(vertices: np.ndarray, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
+    """Bool mask of the points (xx, yy) inside the polygon `vertices` (V, 2), by the even-odd rule: a point is
+    inside when a ray to its right crosses the outline an odd number of times."""
+    inside = np.zeros(np.shape(xx), dtype=bool)
+    for (x1, y1), (x2, y2) in zip(vertices, np.roll(vertices, -1, axis=0)):
+        spans = (y1 > yy) != (y2 > yy)  # the edge crosses the point's row
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x_cross = x1 + (yy - y1) * (x2 - x1) / (y2 - y1)
+        inside ^= spans & (xx < x_cross)
+    return inside
 
 
 def shape_keypoints(label: int, cx: float, cy: float, size: float) -> np.ndarray:
@@ -118,11 +164,13 @@ class ShapesDataset:
     min_visible: fraction of a shape's area that must stay visible for it to be kept.
     keypoints: targets also get "keypoints" (N, 11, 3) float32 (x, y, v) (module docstring), and the dataset the
     keypoint metadata of data/keypoints.py; flip with RandomHorizontalFlip(p, shapes.FLIP_PAIRS).
+    kinds: the shapes drawn, class k being kinds[k - 1] (KINDS; e.g. ("star", "ring", "cross") for new classes);
+    keypoints exist for the default kinds only.
     """
 
     def __init__(self, num_images: int, image_size: int = 128, seed: int = 0, min_objects: int = 1,
                  max_objects: int = 4, size_range=(0.15, 0.45), noise: float = 0.03,
-                 min_visible: float = 0.35, transforms=None, keypoints: bool = False):
+                 min_visible: float = 0.35, transforms=None, keypoints: bool = False, kinds=DEFAULT_KINDS):
         if num_images < 1:
             raise ValueError(f"empty dataset: num_images must be >= 1, got {num_images}")
         if image_size < 16:
@@ -131,12 +179,17 @@ class ShapesDataset:
             raise ValueError(f"need 1 <= min_objects <= max_objects, got {min_objects}, {max_objects}")
         if not 0 < size_range[0] <= size_range[1] <= 1:
             raise ValueError(f"size_range must satisfy 0 < lo <= hi <= 1, got {size_range}")
+        kinds = check_kinds(kinds)
+        if keypoints and kinds != DEFAULT_KINDS:
+            raise ValueError(f"keypoints are defined for the kinds {', '.join(DEFAULT_KINDS)} only, got kinds "
+                             f"{', '.join(kinds)}")
         self.num_images, self.image_size, self.seed = num_images, image_size, seed
         self.min_objects, self.max_objects = min_objects, max_objects
         self.size_range, self.noise, self.min_visible = tuple(size_range), noise, min_visible
         self.transforms = transforms
-        self.class_names = list(CLASS_NAMES)
-        self.num_classes = len(CLASS_NAMES)
+        self.kinds = kinds
+        self.class_names = ["background", *kinds]
+        self.num_classes = len(self.class_names)
         self.label_to_cat_id = {label: label for label in range(1, self.num_classes)}
         self.cat_id_to_label = dict(self.label_to_cat_id)
         self.image_ids = list(range(1, num_images + 1))  # COCO-style ids start at 1
@@ -154,7 +207,8 @@ class ShapesDataset:
 
     def draw(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Image `index` as numpy: image (S, S, 3) uint8, masks (N, S, S) bool (visible pixels), labels (N,),
-        keypoints (N, 11, 3) float32 (x, y, v) (module docstring; computed whether or not the targets hold them)."""
+        keypoints (N, 11, 3) float32 (x, y, v) (module docstring; computed whether or not the targets hold them;
+        all 0 for kinds other than the default ones)."""
         if not 0 <= index < self.num_images:
             raise IndexError(f"index {index} out of range for {self.num_images} images")
         rng = np.random.default_rng([self.seed, index])
@@ -169,7 +223,7 @@ class ShapesDataset:
             cx, cy = rng.uniform(size / 2, s - size / 2, 2)
             labels.append(label)
             colours.append(_pick_colour(rng, [background] + colours))
-            masks.append(shape_mask(label, cx, cy, size, xx, yy))
+            masks.append(kind_mask(self.kinds[label - 1], cx, cy, size, xx, yy))
             geometry.append((label, cx, cy, size))
 
         # Occlusion, top (last drawn) to bottom: a shape's visible part is what no kept shape above covers,
@@ -179,7 +233,8 @@ class ShapesDataset:
         for label, colour, mask, shape in zip(labels[::-1], colours[::-1], masks[::-1], geometry[::-1]):
             visible = mask & ~covered
             if visible.sum() >= max(self.min_visible * mask.sum(), 1):
-                kept.append((label, colour, visible, instance_keypoints(shape, above, s)))
+                points = instance_keypoints(shape, above, s) if self.kinds == DEFAULT_KINDS else None
+                kept.append((label, colour, visible, points))
                 covered |= mask
                 above.append(shape)
         kept.reverse()  # bottom first, the painting order
@@ -192,7 +247,8 @@ class ShapesDataset:
         image += (rng.random((s, s, 3), dtype=np.float32) - 0.5) * np.float32(self.noise * 12 ** 0.5)
         image = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
         out_masks = np.stack([m for _, _, m, _ in kept]) if kept else np.zeros((0, s, s), dtype=bool)
-        keypoints = np.stack([k for *_, k in kept]) if kept else np.zeros((0, len(KEYPOINT_NAMES), 3), np.float32)
+        keypoints = (np.stack([k for *_, k in kept]) if kept and self.kinds == DEFAULT_KINDS
+                     else np.zeros((len(kept), len(KEYPOINT_NAMES), 3), np.float32))
         return image, out_masks, np.array([lab for lab, *_ in kept], dtype=np.int64), keypoints
 
     def load_image(self, index: int) -> np.ndarray:
@@ -265,7 +321,18 @@ class ShapesDataset:
 
     def __repr__(self) -> str:
         size, keypoints = f"{self.image_size}x{self.image_size}", ", keypoints=True" if self.keypoints else ""
-        return f"ShapesDataset({self.num_images} images, {size}, seed={self.seed}{keypoints})"
+        kinds = f", kinds={self.kinds}" if self.kinds != DEFAULT_KINDS else ""
+        return f"ShapesDataset({self.num_images} images, {size}, seed={self.seed}{keypoints}{kinds})"
+
+
+def check_kinds(kinds) -> tuple[str, ...]:
+    """kinds as a tuple of known, distinct kind names (a "star,ring" string too), else a one-line ValueError."""
+    kinds = tuple(k.strip() for k in kinds.split(",")) if isinstance(kinds, str) else tuple(kinds)
+    unknown = [k for k in kinds if k not in KINDS]
+    if not kinds or unknown or len(set(kinds)) != len(kinds):
+        got = ", ".join(map(str, kinds)) or "none"
+        raise ValueError(f"shape kinds must be distinct names among {', '.join(KINDS)}; got {got}")
+    return kinds
 
 
 def masks_to_boxes(masks: np.ndarray) -> np.ndarray:

@@ -4,7 +4,8 @@ checkpoint stores, and `build` turns into datasets (for training, `--resume` and
 A RunData is a training set and a held-out set (None: no evaluation), each described by a small record:
 
     Shapes(num_images=2000, image_size=128, seed=0)      the synthetic shapes (data/shapes.py; keypoints=True: with
-                                                         their keypoints, Sec. 5)
+                                                         their keypoints, Sec. 5; kinds=("star", "ring", "cross"):
+                                                         other classes)
     CocoFiles(annotations="/abs/labels.json", images="/abs/images")
                                                          a COCO-format JSON and its image folder: your own export
                                                          (a CVAT, Labelme, Roboflow one), or a split of COCO
@@ -30,7 +31,7 @@ from typing import ClassVar, Union
 from .. import paths
 from ..config import check_number
 from .coco import CocoDataset
-from .shapes import ShapesDataset
+from .shapes import DEFAULT_KINDS, ShapesDataset, check_kinds
 
 
 @dataclass(frozen=True)
@@ -40,9 +41,14 @@ class Shapes:
     image_size: int = 128  # side, pixels
     seed: int = 0  # the images' generator; a run's held-out shapes use the training seed + 1 (`held_out`)
     keypoints: bool = False  # with keypoints (corners, vertices, extreme points: data/shapes.py), Sec. 5
+    kinds: tuple = DEFAULT_KINDS  # the shapes drawn, class k = kinds[k - 1] (shapes.KINDS: also star, ring, cross)
     kind: ClassVar[str] = "shapes"
 
     def __post_init__(self):
+        try:  # a list from a stored record, or "star,ring,cross" from a flag, as a tuple of known names
+            object.__setattr__(self, "kinds", check_kinds(self.kinds))
+        except ValueError as e:
+            raise ValueError(f"Shapes.kinds: {e}") from None
         check_number("Shapes", "num_images", self.num_images, 1, integer=True)
         check_number("Shapes", "image_size", self.image_size, 16, integer=True)
         check_number("Shapes", "seed", self.seed, 0, integer=True)
@@ -51,7 +57,7 @@ class Shapes:
         """The held-out set of a run trained on these shapes: `num_images` others of the same size, drawn with
         the next seed (None for 0: no held-out set)."""
         check_number("Shapes.held_out", "num_images", num_images, 0, integer=True)
-        return Shapes(num_images, self.image_size, self.seed + 1, self.keypoints) if num_images else None
+        return dataclasses.replace(self, num_images=num_images, seed=self.seed + 1) if num_images else None
 
 
 @dataclass(frozen=True)
@@ -96,9 +102,9 @@ class RunData:
 
     @classmethod
     def shapes(cls, num_images: int = 2000, num_val_images: int = 200, image_size: int = 128,
-               seed: int = 0, keypoints: bool = False) -> RunData:
-        """The synthetic shapes, and `num_val_images` held-out ones (0: none)."""
-        train = Shapes(num_images, image_size, seed, keypoints)
+               seed: int = 0, keypoints: bool = False, kinds=DEFAULT_KINDS) -> RunData:
+        """The synthetic shapes, and `num_val_images` held-out ones (0: none); kinds: the shapes drawn."""
+        train = Shapes(num_images, image_size, seed, keypoints, kinds)
         return cls(train, train.held_out(num_val_images))
 
     @classmethod
@@ -146,7 +152,7 @@ def describe(dataset) -> Source | None:
         return CocoFiles(str(Path(dataset.ann_file).resolve()), str(Path(dataset.image_dir).resolve()),
                          file_sha256(dataset.ann_file), len(dataset.coco.imgs), tuple(dataset.class_names[1:]))
     if isinstance(dataset, ShapesDataset):
-        return Shapes(dataset.num_images, dataset.image_size, dataset.seed, dataset.keypoints)
+        return Shapes(dataset.num_images, dataset.image_size, dataset.seed, dataset.keypoints, dataset.kinds)
     return Custom(repr(dataset)[:200])
 
 
@@ -197,7 +203,7 @@ def build(source: Source, transforms=None, skip_empty: bool = False):
                            transforms=transforms)
     if isinstance(source, Shapes):
         return ShapesDataset(source.num_images, source.image_size, seed=source.seed, transforms=transforms,
-                             keypoints=source.keypoints)
+                             keypoints=source.keypoints, kinds=source.kinds)
     raise ValueError(f"the data {source.name} cannot be built from its record (a dataset object given to train() "
                      f"can only be given again, train(..., train_set=...)): name the data, with --data or "
                      f"--annotations and --images")
