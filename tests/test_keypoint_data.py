@@ -12,7 +12,7 @@ from pycocotools.cocoeval import COCOeval
 from minimaskrcnn.config import cpu_small_keypoints
 from minimaskrcnn.data import CocoDataset, RandomScale, ShapesDataset, hflip, hflip_keypoints, resize
 from minimaskrcnn.data.keypoints import COCO_PERSON_KEYPOINTS, flip_pairs_from_names
-from minimaskrcnn.data.shapes import FLIP_PAIRS, KEYPOINT_NAMES, instance_keypoints, shape_keypoints, shape_mask
+from minimaskrcnn.data.shape_kinds import FLIP_PAIRS, KEYPOINT_NAMES, instance_keypoints, shape_keypoints, shape_mask
 from minimaskrcnn.evaluation import (KEYPOINT_STAT_NAMES, check_keypoint_data, detections_to_coco, evaluate,
                                      evaluate_coco, format_table, summary_line)
 from minimaskrcnn.model import MaskRCNN
