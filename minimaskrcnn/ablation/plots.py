@@ -66,7 +66,8 @@ def plot_against_paper(results: dict[str, dict], metric: str = "mask_AP75", cols
         ax.tick_params(axis="y", labelsize=8)
     for ax in axes.flat[len(results):]:
         ax.axis("off")
-    axes.flat[0].set_ylabel(f"{metric.replace('_', ' ')} x 100", fontsize=8)
+    if not axes.flat[0].get_ylabel():  # unless the first panel says it draws another task
+        axes.flat[0].set_ylabel(f"{metric.replace('_', ' ')} x 100", fontsize=8)
     axes.flat[0].legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig
