@@ -83,37 +83,58 @@ def model_from_checkpoint(checkpoint, device: str = "auto", **transform):
 
 
 def load_predictor(checkpoint=None, weights=None, cache=None, device: str = "auto", **transform):
-    """(model in eval mode on `device`, class names indexed by label) from a minimaskrcnn checkpoint, or from
-    torchvision's weights: weights="coco" (downloaded once, `pretrained.py`) or a torchvision .pth file."""
+    """(model in eval mode on `device`, class names indexed by label, skeleton) from a minimaskrcnn checkpoint, or
+    from torchvision's weights: weights="coco" or "coco-keypoints" (downloaded once, `pretrained.py`) or a
+    torchvision maskrcnn_resnet50_fpn / keypointrcnn_resnet50_fpn .pth file. skeleton: the 0-based pairs of
+    keypoints to draw as limbs ([] for a model without the keypoint branch, or a layout that names none)."""
     if checkpoint is not None:
         model, state = model_from_checkpoint(checkpoint, device, **transform)
-        return model, state.get("class_names") or [str(i) for i in range(model.config.num_classes)]
+        names = state.get("class_names") or [str(i) for i in range(model.config.num_classes)]
+        return model, names, [tuple(pair) for pair in (state.get("keypoints") or {}).get("skeleton", [])]
     from . import pretrained
     from .devices import pick_device
 
     transform = {k: v for k, v in transform.items() if v is not None}
     overrides = {"transform": transform} if transform else {}
-    if weights == "coco":
-        if not pretrained.is_cached(cache=cache):
-            print(f"downloading torchvision's COCO weights (170 MB) to {pretrained.weights_path(cache=cache)}")
-        loaded = pretrained.coco_maskrcnn(cache=cache, **overrides)
+    if weights in ("coco", "coco-keypoints"):
+        url = pretrained.COCO_WEIGHTS_URL if weights == "coco" else pretrained.COCO_KEYPOINT_WEIGHTS_URL
+        if not pretrained.is_cached(url, cache=cache):
+            print(f"downloading torchvision's COCO weights ({'170' if weights == 'coco' else '226'} MB) to "
+                  f"{pretrained.weights_path(url, cache=cache)}")
+        loaded = (pretrained.coco_maskrcnn(cache=cache, **overrides) if weights == "coco" else
+                  pretrained.coco_keypointrcnn(cache=cache, **overrides))
     elif Path(weights).is_file():
-        loaded = pretrained.load_torchvision_weights(weights, **overrides)
+        load = (pretrained.load_torchvision_keypoint_weights if holds_keypoint_head(weights) else
+                pretrained.load_torchvision_weights)
+        loaded = load(weights, **overrides)
     else:
-        raise FileNotFoundError(f"--weights {weights}: no such file (--weights coco: torchvision's COCO model)")
-    return loaded.model.to(pick_device(device)).eval(), loaded.class_names
+        raise FileNotFoundError(f"--weights {weights}: no such file (--weights coco: torchvision's COCO model; "
+                                f"coco-keypoints: its COCO keypoint model)")
+    return loaded.model.to(pick_device(device)).eval(), loaded.class_names, list(getattr(loaded, "skeleton", []))
 
 
-def predict_images(model, names: list[str], images: list[Path], out: Path, score_thresh: float = 0.5) -> list[str]:
+def holds_keypoint_head(path) -> bool:
+    """Whether a torchvision weights file is a keypointrcnn's (it has a keypoint predictor); the tensors are
+    mapped, not read. False for anything torch cannot open: the loader then says what is wrong with it."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 (not a zip checkpoint: the loader's own message names the problem)
+        return False
+    return isinstance(state, dict) and "roi_heads.keypoint_predictor.kps_score_lowres.weight" in state
+
+
+def predict_images(model, names: list[str], images: list[Path], out: Path, score_thresh: float = 0.5,
+                   skeleton=()) -> list[str]:
     """Draw the detections scoring at least `score_thresh` of every image into out/<name>_pred.png (at most
     MAX_DRAWN pixels on a side) and list them in out/predictions.json (full-size pixels); returns the images
-    skipped because they could not be read."""
+    skipped because they could not be read. A keypoint model's keypoints are drawn too (those with a positive
+    heatmap logit, the limbs of `skeleton` between them) and listed as [x, y, score] per keypoint type."""
     import matplotlib.pyplot as plt
     from PIL import Image
 
     from .data import read_rgb
     from .data.coco import to_tensor_image
-    from .viz import draw_detections
+    from .viz_keypoints import draw_keypoint_detections
 
     device = next(model.parameters()).device
     config = getattr(model, "config", None)
@@ -135,8 +156,8 @@ def predict_images(model, names: list[str], images: list[Path], out: Path, score
         del image
         fig, ax = plt.subplots(figsize=(w / 100, h / 100), dpi=100)
         fig.subplots_adjust(0, 0, 1, 1)
-        draw_detections(ax, to_tensor_image(shown), {k: v.cpu() for k, v in drawn_det.items()}, names, score_thresh,
-                        mask_threshold)
+        draw_keypoint_detections(ax, to_tensor_image(shown), {k: v.cpu() for k, v in drawn_det.items()}, names,
+                                 skeleton, score_thresh, mask_threshold=mask_threshold)
         stem = path.stem if path.stem not in stems else f"{path.stem}_{len(summary)}"  # a/x.jpg and b/x.png
         stems.add(stem)
         drawn = out / f"{stem}_pred.png"
@@ -144,6 +165,10 @@ def predict_images(model, names: list[str], images: list[Path], out: Path, score
         plt.close(fig)
         found = [{"label": names[int(lab)], "score": round(float(s), 4), "box": [round(v, 1) for v in b.tolist()]}
                  for lab, s, b in zip(det["labels"].cpu(), det["scores"].cpu(), det["boxes"].cpu())]
+        if "keypoints" in det:  # (D, K, 3) (x, y, 1) and (D, K) scores -> D lists of K [x, y, score]
+            points = torch.cat([det["keypoints"][..., :2], det["keypoint_scores"][..., None]], dim=2).cpu()
+            for entry, kp in zip(found, points.tolist()):
+                entry["keypoints"] = [[round(x, 1), round(y, 1), round(k, 2)] for x, y, k in kp]
         summary.append({"image": str(path), "drawn": str(drawn), "detections": found})
         print(f"{path}: {len(found)} detection(s) -> {drawn}")
     (out / "predictions.json").write_text(json.dumps(summary, indent=1))

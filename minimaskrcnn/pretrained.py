@@ -165,3 +165,68 @@ def coco_maskrcnn(cache=None, url: str | None = None, progress: bool = True, tim
     `load_torchvision_weights`, e.g. transform={"min_size": 512} for faster, coarser detection.
     """
     return load_torchvision_weights(download_weights(url, cache, progress, timeout), **overrides)
+
+
+# ---------------------------------- the keypoint model of Sec. 5: torchvision's keypointrcnn_resnet50_fpn
+
+# torchvision's COCO_V1 keypoint weights (keypoint AP 65.0, box AP 54.6 on val2017; 226 MB), trained on COCO's
+# people (person_keypoints_train2017): 2 classes (background, person), 17 keypoints, no mask branch
+COCO_KEYPOINT_WEIGHTS_URL = "https://download.pytorch.org/models/keypointrcnn_resnet50_fpn_coco-fc266e95.pth"
+COCO_PERSON_CLASS_NAMES = ["__background__", "person"]  # label 1 is COCO category 1
+
+
+@dataclass
+class PretrainedKeypoints(Pretrained):
+    """Pretrained, plus the keypoint layout its model predicts (data/keypoints.py): keypoint_names (K),
+    skeleton (0-based pairs to draw as limbs), flip_pairs, keypoint_sigmas (COCO's OKS sigmas for people)."""
+
+    keypoint_names: list[str] = field(default_factory=list)
+    skeleton: list[tuple[int, int]] = field(default_factory=list)
+    flip_pairs: list[tuple[int, int]] = field(default_factory=list)
+    keypoint_sigmas: tuple | None = None
+
+
+def load_torchvision_keypoint_weights(path, **overrides) -> PretrainedKeypoints:
+    """Our keypoint MaskRCNN (eval mode) with the weights of a torchvision `keypointrcnn_resnet50_fpn` checkpoint
+    file: built from `convert.keypoint_coco_config()` (frozen-BN eps 0, as torchvision runs COCO_V1), classes and
+    keypoints counted from the checkpoint. overrides as in `load_torchvision_weights`."""
+    import dataclasses
+
+    from .convert import keypoint_coco_config, load_torchvision_keypointrcnn
+    from .data.keypoints import COCO_PERSON_KEYPOINTS, COCO_PERSON_SIGMAS, COCO_PERSON_SKELETON, flip_pairs_from_names
+    from .model import MaskRCNN
+
+    state = read_torchvision_state_dict(path)
+    key, classes = "roi_heads.keypoint_predictor.kps_score_lowres.weight", "roi_heads.box_predictor.cls_score.weight"
+    if key not in state or classes not in state:
+        raise ValueError(f"weights file {path} is not a torchvision keypointrcnn_resnet50_fpn state_dict (no {key})")
+    num_classes, K = state[classes].shape[0], state[key].shape[1]  # (C, 1024); (512, K, 4, 4): a transposed conv
+    config = keypoint_coco_config(num_classes)
+    config = dataclasses.replace(config, roi_heads=dataclasses.replace(config.roi_heads, num_keypoints=K))
+    config = config_lib.from_dict(with_overrides(config_lib.to_dict(config), overrides))
+    model = MaskRCNN(config)
+    try:
+        load_torchvision_keypointrcnn(model, state)
+    except ValueError as e:
+        raise ValueError(f"weights file {path}: {' '.join(str(e).split())}") from e
+    names = (list(COCO_PERSON_CLASS_NAMES) if num_classes == 2 else
+             ["background"] + [str(i) for i in range(1, num_classes)])
+    people = K == len(COCO_PERSON_KEYPOINTS)
+    keypoint_names = list(COCO_PERSON_KEYPOINTS) if people else [f"keypoint_{i}" for i in range(K)]
+    return PretrainedKeypoints(model.eval(), names, {i: i for i in range(1, num_classes)}, keypoint_names,
+                               list(COCO_PERSON_SKELETON) if people else [], flip_pairs_from_names(keypoint_names),
+                               COCO_PERSON_SIGMAS if people else None)
+
+
+def coco_keypointrcnn(cache=None, url: str | None = None, progress: bool = True, timeout: float = 60.0,
+                      **overrides) -> PretrainedKeypoints:
+    """torchvision's COCO-trained keypoint R-CNN (people, 17 keypoints) as our model: downloaded (once, 226 MB),
+    verified against the SHA-256 prefix in its name, converted. As `coco_maskrcnn`; url default
+    COCO_KEYPOINT_WEIGHTS_URL.
+
+        kp = pretrained.coco_keypointrcnn()
+        det = kp.model([image]).detections[0]   # "keypoints" (D, 17, 3), "keypoint_scores" (D, 17)
+        viz_keypoints.draw_keypoint_detections(ax, image, det, kp.class_names, kp.skeleton)
+    """
+    url = url or COCO_KEYPOINT_WEIGHTS_URL
+    return load_torchvision_keypoint_weights(download_weights(url, cache, progress, timeout), **overrides)

@@ -13,7 +13,8 @@ def add_arguments(p) -> None:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoint", help="a minimaskrcnn checkpoint (e.g. runs/demo/last.pt)")
     which.add_argument("--weights", help="'coco': torchvision's COCO-trained model (downloaded once, 170 MB); "
-                                         "or a torchvision maskrcnn_resnet50_fpn .pth file")
+                                         "'coco-keypoints': its COCO person keypoint model (226 MB); or a "
+                                         "torchvision maskrcnn_resnet50_fpn / keypointrcnn_resnet50_fpn .pth file")
     p.add_argument("images", nargs="+", help="image files, or folders (every image in them and their subfolders, "
                                              "sorted)")
     p.add_argument("--out", default="predictions", help="folder for the drawn images and predictions.json")
@@ -34,11 +35,11 @@ def run(args) -> None:
     images = image_paths(args.images)
     paths.writable_folder(Path(args.out))  # before a model is loaded
     try:
-        model, names = load_predictor(args.checkpoint, args.weights, args.cache, args.device,
+        model, names, skeleton = load_predictor(args.checkpoint, args.weights, args.cache, args.device,
                                       min_size=args.min_size, max_size=args.max_size)
     except ValueError as e:
         raise model_flags_in_flag_terms(e) from e
-    skipped = predict_images(model, names, images, Path(args.out), args.score_thresh)
+    skipped = predict_images(model, names, images, Path(args.out), args.score_thresh, skeleton)
     if len(skipped) == len(images):
         raise ValueError(f"none of the {len(images)} image(s) could be read (see the warnings above)")
     if skipped:

@@ -10,8 +10,9 @@ from ..training import TrainConfig, resume_config, train
 
 # flag -> (TrainConfig field, type, help); defaults come from TrainConfig (or the resumed checkpoint)
 TRAIN_FLAGS = {
-    "--config": ("config", str, "model preset: cpu_small, r50_fpn, r50_c4 (default: cpu_small for "
-                                "--data shapes, else r50_fpn)"),
+    "--config": ("config", str, "model preset: cpu_small, r50_fpn, r50_c4, cpu_small_keypoints, keypoint_r50_fpn "
+                                "(default: cpu_small for --data shapes, cpu_small_keypoints with --keypoints, "
+                                "else r50_fpn)"),
     "--iters": ("iters", int, "optimizer steps in all"),
     "--epochs": ("epochs", float, "train this many passes over the data instead of --iters"),
     "--batch-size": ("batch_size", int, "images per step per process"),
@@ -59,6 +60,9 @@ def add_arguments(p) -> None:
         p.add_argument(flag, dest=field, type=type_, default=None, help=help_)
     p.add_argument("--amp", nargs="?", const="fp16", default=None, choices=["off", "fp16", "bf16"],
                    help="mixed precision on CUDA: --amp (fp16 with a GradScaler) or --amp bf16")
+    p.add_argument("--keypoints", action="store_const", const=True, default=None,
+                   help="--data shapes with their keypoints (corners, vertices, extreme points), for a keypoint "
+                        "model (Sec. 5); COCO-format data has keypoints when its JSON does (person_keypoints_*.json)")
     p.add_argument("--no-flip", dest="flip", action="store_const", const=False, default=None,
                    help="no random horizontal flips")
     p.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None)
@@ -71,6 +75,8 @@ def train_config_from_args(args) -> TrainConfig:
     given = {field: getattr(args, field) for field, *_ in TRAIN_FLAGS.values() if getattr(args, field) is not None}
     given.update({k: getattr(args, k) for k in ("amp", "flip", "progress") if getattr(args, k) is not None})
     data_flags = {name: getattr(args, name) for name, *_ in DATA_FLAGS.values() if getattr(args, name) is not None}
+    if getattr(args, "keypoints", None):
+        data_flags["keypoints"] = True
     if ("annotations" in data_flags) != ("images" in data_flags):
         raise ValueError("--annotations and --images go together: a COCO-format JSON and its image folder")
     if ("val_annotations" in data_flags) != ("val_images" in data_flags):
@@ -81,7 +87,9 @@ def train_config_from_args(args) -> TrainConfig:
             data = data_from_flags(data_flags, cfg.data)
             return dataclasses.replace(cfg, data=data) if data is not None else cfg
         data = data_from_flags(data_flags) or RunData.coco()
-        config = given.pop("config", None) or ("cpu_small" if isinstance(data.train, Shapes) else "r50_fpn")
+        shapes = isinstance(data.train, Shapes)
+        config = given.pop("config", None) or ("r50_fpn" if not shapes else
+                                               "cpu_small_keypoints" if data.train.keypoints else "cpu_small")
         return TrainConfig(config=config, data=data, **given)
     except ValueError as e:
         raise in_flag_terms(e) from e
@@ -99,12 +107,15 @@ def data_from_flags(flags: dict, resumed: RunData | None = None) -> RunData | No
         if not base:  # dataset objects given to train(): only naming other data replaces them
             return None
         flags = {**base, **flags}
+    if flags.get("keypoints") and flags.get("data") != "shapes":
+        raise ValueError("--keypoints goes with --data shapes; COCO-format data has keypoints when its JSON does: "
+                         "--annotations person_keypoints_*.json --config keypoint_r50_fpn")
     if "annotations" in flags:
         return RunData.files(flags["annotations"], flags["images"], flags.get("val_annotations"),
                              flags.get("val_images"))
     if flags.get("data") == "shapes":
-        return RunData.shapes(**{k: flags[k] for k in ("num_images", "num_val_images", "image_size", "seed")
-                                 if k in flags})
+        return RunData.shapes(**{k: flags[k] for k in ("num_images", "num_val_images", "image_size", "seed",
+                                                       "keypoints") if k in flags})
     val_split = flags.get("val_split", "val2017")
     return RunData.coco(flags.get("data"), flags.get("split", "train2017"),
                         None if val_split.lower() == "none" else val_split)
@@ -115,7 +126,8 @@ def flags_of(data: RunData) -> dict:
     train, val = data.train, data.val
     if isinstance(train, Shapes):
         return {"data": "shapes", "num_images": train.num_images, "image_size": train.image_size,
-                "seed": train.seed, "num_val_images": val.num_images if isinstance(val, Shapes) else 0}
+                "seed": train.seed, "num_val_images": val.num_images if isinstance(val, Shapes) else 0,
+                **({"keypoints": True} if train.keypoints else {})}
     if isinstance(train, CocoFiles):
         return {"annotations": train.annotations, "images": train.images,
                 **({"val_annotations": val.annotations, "val_images": val.images} if isinstance(val, CocoFiles)

@@ -19,6 +19,9 @@ import re
 COCO_PERSON_KEYPOINTS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
                          "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
                          "left_knee", "right_knee", "left_ankle", "right_ankle")
+# COCO person_keypoints' skeleton (its files' "skeleton", counted from 1) made 0-based: legs, torso, arms, face
+COCO_PERSON_SKELETON = [(15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8),
+                        (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6)]
 # COCO's OKS sigmas, one per person keypoint (pycocotools' kpt_oks_sigmas): the spread of human annotators'
 # clicks about the true point, as a fraction of the person's scale. Eyes and nose are sharp (0.025), hips vague
 # (0.107): a keypoint prediction is judged against how well people themselves agree.

@@ -27,7 +27,8 @@ SCHEDULES = ("step", "cosine")
 @dataclass
 class TrainConfig:
     # model and data
-    config: str = "cpu_small"  # model preset (config.PRESETS): "cpu_small", "r50_fpn", "r50_c4"
+    config: str = "cpu_small"  # model preset (config.PRESETS): "cpu_small", "r50_fpn", "r50_c4", and with keypoints
+    # (Sec. 5, on keypoint data) "cpu_small_keypoints", "keypoint_r50_fpn"
     # what the run trains on and is evaluated on (data/sources.py): RunData.shapes(num_images=2000,
     # num_val_images=200, image_size=128), RunData.coco(root, split, val_split) or RunData.files(annotations,
     # images, val_annotations, val_images); a run given dataset objects records them here
@@ -146,8 +147,17 @@ def settings(cfg: TrainConfig) -> dict:
     return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "data"}
 
 
-def build_model_config(cfg: TrainConfig, num_classes: int) -> config_lib.ModelConfig:
-    """The preset cfg.config for num_classes, with the image size overrides applied."""
+def build_model_config(cfg: TrainConfig, num_classes: int, num_keypoints: int = 0) -> config_lib.ModelConfig:
+    """The preset cfg.config for num_classes, with the image size overrides applied; a keypoint preset gets the
+    data's `num_keypoints` types (ValueError naming the data when it has none: nothing to learn them from)."""
     model_cfg = config_lib.get_config(cfg.config, num_classes)
+    if model_cfg.roi_heads.num_keypoints:
+        if not num_keypoints:
+            data = getattr(cfg.data.train, "annotations", None) or getattr(cfg.data.train, "name", cfg.data.train)
+            raise ValueError(f"TrainConfig.config {cfg.config} learns keypoints but the data {data} has none: "
+                             f"train it on keypoint data (--data shapes --keypoints, or COCO's "
+                             f"person_keypoints_*.json with --annotations)")
+        heads = dataclasses.replace(model_cfg.roi_heads, num_keypoints=num_keypoints)
+        model_cfg = dataclasses.replace(model_cfg, roi_heads=heads)
     sizes = {k: v for k, v in (("min_size", cfg.min_size), ("max_size", cfg.max_size)) if v is not None}
     return dataclasses.replace(model_cfg, transform=dataclasses.replace(model_cfg.transform, **sizes))

@@ -9,8 +9,9 @@ from .config import TrainConfig
 
 def build_datasets(cfg: TrainConfig):
     """(train set, held-out set or None) as cfg.data describes them. The training images are flipped at random
-    when cfg.flip (their keypoints swapped left for right, where they have any), and COCO-format training data leaves out images without objects, as detectron2 does."""
+    when cfg.flip, and COCO-format training data leaves out images without objects, as detectron2 does. A flip
+    swaps left and right keypoints by the dataset's own flip_pairs (a mirrored left eye is a right eye, Sec. 5)."""
     train = build(cfg.data.train, skip_empty=True)
-    if cfg.flip:  # a mirror image swaps left and right keypoints: the dataset's flip_pairs say which (none: no keypoints)
-        train.transforms = RandomHorizontalFlip(0.5, getattr(train, "flip_pairs", None))
+    if cfg.flip:
+        train.transforms = RandomHorizontalFlip(0.5, train.flip_pairs if train.num_keypoints else None)
     return train, build(cfg.data.val) if cfg.data.val is not None else None

@@ -100,6 +100,16 @@ def train(cfg: TrainConfig, model_config=None, model=None, train_set=None, val_s
     return run.finish()
 
 
+def keypoint_layout(dataset) -> dict | None:
+    """The keypoint layout of a dataset (data/keypoints.py) as plain lists, for a checkpoint: names, skeleton,
+    flip_pairs, sigmas (None for a dataset without keypoints)."""
+    if not getattr(dataset, "num_keypoints", 0):
+        return None
+    sigmas = dataset.keypoint_sigmas
+    return {"names": list(dataset.keypoint_names), "skeleton": [list(p) for p in dataset.skeleton],
+            "flip_pairs": [list(p) for p in dataset.flip_pairs], "sigmas": None if sigmas is None else list(sigmas)}
+
+
 class Run:
     """One training run. Built from a TrainConfig (and whatever replaces what it would build), it resumes
     from cfg.resume when given; then `train` calls its steps."""
@@ -121,7 +131,8 @@ class Run:
         if model is None:
             from ..model import MaskRCNN
 
-            model_config = model_config or build_model_config(cfg, train_set.num_classes)
+            model_config = model_config or build_model_config(cfg, train_set.num_classes,
+                                                              getattr(train_set, "num_keypoints", 0))
             model = MaskRCNN(model_config)
         self.model_config = model_config or getattr(model, "config", None)
         self.model = model.to(self.device).train()
@@ -274,7 +285,10 @@ class Run:
                 "data": self.cfg.data.to_dict(),
                 # what predict and evaluate need to name classes and map them back to COCO ids
                 "class_names": list(getattr(self.train_set, "class_names", [])),
-                "label_to_cat_id": dict(getattr(self.train_set, "label_to_cat_id", {}))}
+                "label_to_cat_id": dict(getattr(self.train_set, "label_to_cat_id", {})),
+                # and, for a keypoint model, what predict draws and evaluate checks the data against
+                "keypoints": keypoint_layout(self.train_set) if getattr(self.model_config, "roi_heads", None)
+                and self.model_config.roi_heads.num_keypoints else None}
 
     def emergency_save(self, fix: bool = False) -> str:
         """The one way out of a step stopped at once, wherever it landed: a second Ctrl-C or SIGTERM, or an error.

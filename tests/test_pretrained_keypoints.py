@@ -1,0 +1,116 @@
+"""pretrained.coco_keypointrcnn offline: a random-weight torchvision keypointrcnn_resnet50_fpn state_dict, named like
+torchvision's COCO_V1 file with its real SHA-256 prefix, served by a local HTTP server (as tests/test_pretrained.py
+does for the Mask R-CNN). Covered: the URL is torchvision's, the download is checked and cached, our converted
+model's boxes and keypoints equal torchvision's model run with frozen-BN eps 0 (as torchvision runs COCO_V1) at
+1e-4, the layout (names, skeleton, flip pairs, sigmas) is COCO's, and `predict --weights coco-keypoints` draws
+the skeletons and lists the keypoints. The checkpoint is ~226 MB, saved once per module; images are 128x160."""
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+from pycocotools.cocoeval import COCOeval
+from torch import nn
+
+from minimaskrcnn import cli, pretrained
+from minimaskrcnn.data.keypoints import COCO_PERSON_KEYPOINTS
+from test_pretrained import FileServer
+from test_torchvision_equivalence import randomize
+
+SIZES = dict(min_size=128, max_size=160)
+DETECTIONS = 5
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """(server, URL of the checkpoint, the torchvision model it holds, in eval mode)."""
+    torch.manual_seed(0)
+    tv = torchvision.models.detection.keypointrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=2,
+                                                                num_keypoints=17, box_detections_per_img=DETECTIONS,
+                                                                **SIZES)
+    tv = randomize(tv, lifted=1).eval()  # the person above the score threshold
+    with torch.no_grad():
+        tv.backbone.body.bn1.running_var[:16] = 1e-4  # where eps 1e-5 instead of 0 shows (test_pretrained.py)
+    folder = tmp_path_factory.mktemp("models")
+    tmp = folder / "checkpoint.pth"
+    torch.save(tv.state_dict(), tmp)
+    sha = hashlib.sha256(tmp.read_bytes()).hexdigest()
+    name = f"keypointrcnn_resnet50_fpn_coco-{sha[:8]}.pth"
+    tmp.rename(folder / name)
+    server = FileServer(folder)
+    yield server, f"{server.url}/{name}", tv
+    server.httpd.shutdown()
+    server.httpd.server_close()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv(pretrained.CACHE_ENV, str(tmp_path / "cache"))
+    yield tmp_path / "cache"
+    shutil.rmtree(tmp_path / "cache", ignore_errors=True)
+
+
+def test_the_url_is_torchvisions_coco_v1():
+    weights = torchvision.models.detection.KeypointRCNN_ResNet50_FPN_Weights.COCO_V1
+    assert pretrained.COCO_KEYPOINT_WEIGHTS_URL == weights.url
+    assert pretrained.COCO_PERSON_CLASS_NAMES == [n if n != "no person" else "__background__"
+                                                  for n in weights.meta["categories"]]
+    assert tuple(weights.meta["keypoint_names"]) == COCO_PERSON_KEYPOINTS
+
+
+def test_download_cache_and_torchvisions_keypoints(served, cache):
+    server, url, tv = served
+    n = len(server.log)
+    kp = pretrained.coco_keypointrcnn(url=url, progress=False, transform=SIZES,
+                                      roi_heads={"detections_per_img": DETECTIONS})
+    assert len(server.log) == n + 1 and pretrained.is_cached(url)
+    pretrained.coco_keypointrcnn(url=url, progress=False, transform=SIZES)
+    assert len(server.log) == n + 1  # the cached file, re-hashed, no request
+
+    model = kp.model
+    assert not model.training and model.config.backbone.frozen_bn_eps == 0.0
+    assert model.roi_heads.mask_head is None and model.config.roi_heads.num_keypoints == 17
+    image = torch.rand(3, 128, 160, generator=torch.Generator().manual_seed(1))
+    bns = [m for m in tv.modules() if isinstance(m, nn.BatchNorm2d)]
+    try:
+        for m in bns:
+            m.eps = 0.0  # what torchvision does to its COCO_V1 model (overwrite_eps)
+        with torch.no_grad():
+            ref, ours = tv([image])[0], model([image]).detections[0]
+    finally:
+        for m in bns:
+            m.eps = 1e-5
+    assert len(ref["boxes"]) == len(ours["boxes"]) == DETECTIONS
+    for key in ("boxes", "labels", "scores", "keypoints"):
+        torch.testing.assert_close(ours[key], ref[key], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ours["keypoint_scores"], ref["keypoints_scores"], rtol=1e-4, atol=1e-4)
+    assert ours["keypoints"][..., 0].std() > 5  # keypoints spread over the image: the comparison means something
+
+
+def test_the_layout_is_cocos(served, cache):
+    _, url, _ = served
+    kp = pretrained.coco_keypointrcnn(url=url, progress=False, transform=SIZES)
+    assert kp.class_names == ["__background__", "person"] and kp.categories == ["person"]
+    assert kp.label_to_cat_id == {1: 1}
+    assert tuple(kp.keypoint_names) == COCO_PERSON_KEYPOINTS
+    assert np.allclose(kp.keypoint_sigmas, COCOeval(iouType="keypoints").params.kpt_oks_sigmas)
+    sample = json.loads((pretrained.Path(pretrained.__file__).parent / "data" / "coco_sample" / "annotations" /
+                         "person_keypoints_val2017.json").read_text())
+    assert kp.skeleton == [(a - 1, b - 1) for a, b in sample["categories"][0]["skeleton"]]
+    order = list(range(17))
+    for i, j in kp.flip_pairs:
+        order[i], order[j] = j, i
+    assert order == [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15]  # torchvision references' flip_inds
+
+
+def test_a_mask_rcnn_file_is_not_a_keypoint_file(tmp_path):
+    path = tmp_path / "maskrcnn.pth"
+    torch.save({"roi_heads.box_predictor.cls_score.weight": torch.zeros(91, 1024)}, path)
+    with pytest.raises(ValueError, match=r"is not a torchvision keypointrcnn_resnet50_fpn state_dict \(no roi_heads"
+                                         r"\.keypoint_predictor"):
+        pretrained.load_torchvision_keypoint_weights(path)
