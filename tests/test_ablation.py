@@ -23,7 +23,7 @@ def test_every_variant_sets_its_fields_and_trains_a_step():
         assert cfg.data.train.keypoints == keypoints and cfg.config.endswith("_keypoints") == keypoints
         images, targets = collate([ShapesDataset(2, image_size=64, seed=3, keypoints=keypoints)[i] for i in range(2)])
         for variant in study.variants:
-            mc = ablation.variant_config(study, variant, 4, cfg)
+            mc = ablation.variant_config(study, variant, 4, cfg, num_keypoints=11 * keypoints)
             for key, value in {**study.common, **variant.overrides}.items():
                 assert getattr(mc.roi_heads, key) == value
             torch.manual_seed(0)
@@ -35,7 +35,7 @@ def test_every_variant_sets_its_fields_and_trains_a_step():
             assert all(torch.isfinite(v) for v in losses.values()), (study.name, variant.name)
     # the keypoint study: keypoints alone, then with the mask branch; the others all have the mask branch
     kp = ablation.STUDIES["keypoint_mask"]
-    assert [ablation.variant_config(kp, v, 4, dataclasses.replace(ablation.study_train_config(), **kp.train))
+    assert [ablation.variant_config(kp, v, 4, dataclasses.replace(ablation.study_train_config(), **kp.train), 11)
             .roi_heads.mask_branch for v in kp.variants] == [False, True]
 
 

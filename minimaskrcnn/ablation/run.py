@@ -30,9 +30,11 @@ def study_train_config(iters: int | None = None) -> TrainConfig:
     return dataclasses.replace(DEMO, iters=iters, warmup_iters=warmup, ckpt_every=10**9, progress=False)
 
 
-def variant_config(study: Study, variant: Variant, num_classes: int, cfg: TrainConfig) -> config_lib.ModelConfig:
-    """The model config of one variant: the training preset with the study's and variant's RoI-head fields."""
-    base = build_model_config(cfg, num_classes)
+def variant_config(study: Study, variant: Variant, num_classes: int, cfg: TrainConfig,
+                   num_keypoints: int = 0) -> config_lib.ModelConfig:
+    """The model config of one variant: the training preset with the study's and variant's RoI-head fields
+    (num_keypoints: the data's keypoint types, which a keypoint preset learns)."""
+    base = build_model_config(cfg, num_classes, num_keypoints)
     fields = {f.name for f in dataclasses.fields(config_lib.RoIHeadsConfig)}
     overrides = {**study.common, **variant.overrides}
     unknown = sorted(set(overrides) - fields)
@@ -50,7 +52,7 @@ def run_one(name: str, variant_name: str, seed: int, base: TrainConfig, out: str
     variant = next(v for v in study.variants if v.name == variant_name)
     cfg = dataclasses.replace(base, seed=seed, out=str(Path(out) / "runs" / name / variant.name / f"seed{seed}"))
     train_set, val_set = build_datasets(cfg)
-    model_config = variant_config(study, variant, train_set.num_classes, cfg)
+    model_config = variant_config(study, variant, train_set.num_classes, cfg, train_set.num_keypoints)
     result = train(cfg, model_config=model_config, train_set=train_set, val_set=val_set)
     metrics = result.metrics or {}
     run = {"variant": variant.name, "seed": seed, "seconds": round(result.seconds, 1),
