@@ -1,4 +1,4 @@
-"""The paper's ablations (Table 2) in miniature, on the synthetic shapes: `python -m minimaskrcnn ablate STUDY`.
+"""The paper's ablations (Table 2, and Table 4's keypoint comparison) in miniature, on the synthetic shapes:
 
     studies.py   the studies, their variants and the paper's numbers
     run.py       train every variant with every seed; write and read the stored results
