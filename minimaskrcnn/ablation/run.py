@@ -1,8 +1,8 @@
 """Running a study: `python -m minimaskrcnn ablate STUDY`, every variant with every seed, then its results.
 
-Every run trains with the demo's recipe (`training.DEMO`; a study's `train` fields over it) and is evaluated with pycocotools on the held-out
-shapes; a study writes <study>.json (every run, the summary, the command, the machine), <study>.md and
-<study>.png (`write_results`).
+Every run trains with the demo's recipe (`training.DEMO`; a study's `train` fields over it) and is evaluated
+with pycocotools on the held-out shapes; a study writes <study>.json (every run, the summary, the command, the
+machine), <study>.md and <study>.png (`write_results`).
 """
 from __future__ import annotations
 

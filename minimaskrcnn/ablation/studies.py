@@ -1,4 +1,4 @@
-"""The paper's ablations (Table 2; Table 4 for keypoints), in miniature: the studies, their variants and the paper's numbers.
+"""The paper's ablations (Table 2; Table 4 for keypoints) in miniature: the studies, variants and paper's numbers.
 
 Each study trains the CPU-sized model on the synthetic shapes once per variant and seed, with the same data,
 schedule and seeds for every variant, so that the variant is the only difference (`run.py`); `report.py` turns
