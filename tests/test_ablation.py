@@ -156,7 +156,7 @@ def test_stored_results_agree_with_their_runs(path):
     assert {(r["variant"], r["seed"]) for r in data["runs"]} == {
         (v.name, s) for v in study.variants for s in data["seeds"]}
     assert data["summary"] == ablation.summarize(study, data["runs"])
-    assert data["finding"] == ablation.finding(study, data["summary"])
+    assert data["finding"] == ablation.finding(study, data["summary"], data["train_config"]["iters"])
     assert path.with_suffix(".md").read_text() == ablation.markdown_table(data)
 
 
