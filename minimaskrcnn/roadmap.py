@@ -3,6 +3,8 @@ package modules that implement that stage and the notebooks that show it.
 
     image -> backbone (ResNet + FPN) -> RPN -> RoIAlign -> box head: class, box
                                                        -> mask head: 4 convs, deconv, K masks -> pasted mask
+                                                       -> keypoint head: 8 convs, deconv, K heatmaps -> keypoints
+                                                          (Sec. 5: beside the mask head or instead of it)
 
 The map is data (`STAGES`, `ARROWS`), so `tests/test_roadmap.py` can check that every module and notebook it
 names exists; `draw_roadmap` only draws it. Positions are in map units, y upwards; the text is sized for
@@ -64,12 +66,15 @@ STAGES = (
           ("02", "07"), COLUMNS[4], TOP, SECOND),
     Stage("mask_head", "mask head: 4 convs, deconv, K masks", "Fig. 4; Sec. 3.1 Inference",
           ("mask_head.py", "roi_heads.py", "transform.py"), ("04", "07"), COLUMNS[4], MIDDLE, SECOND),
-    Stage("losses", "L_cls, L_box, L_mask", "Sec. 3, Multi-task loss", ("losses.py", "roi_heads.py"),
-          ("02", "04"), COLUMNS[4], LOW, SECOND),
+    Stage("keypoint_head", "keypoint head: 8 convs, K heatmaps", "Sec. 5, Table 4",
+          ("keypoint_head.py", "roi_heads.py"), ("11",), COLUMNS[4], LOW, SECOND),
+    Stage("losses", "L_cls, L_box, L_mask, L_kp", "Sec. 3 loss; Sec. 5", ("losses.py", "roi_heads.py"),
+          ("02", "04", "11"), COLUMNS[3], LOW, SECOND),
     Stage("training", "training", "Sec. 3.1, Training", ("training/", "model.py"), ("05", "06"),
           COLUMNS[0], BOTTOM, TRAIN),
-    Stage("evaluation", "COCO box / mask AP", "Sec. 4", ("evaluation.py",), ("05", "06"), COLUMNS[1], BOTTOM, TRAIN),
-    Stage("ablations", "ablations", "Sec. 4.2, Table 2", ("ablation/",), ("08",), COLUMNS[2], BOTTOM, TRAIN),
+    Stage("evaluation", "COCO box / mask / keypoint AP", "Sec. 4; Sec. 5 (OKS)", ("evaluation.py",),
+          ("05", "06", "11"), COLUMNS[1], BOTTOM, TRAIN),
+    Stage("ablations", "ablations", "Sec. 4.2, Tables 2 and 4", ("ablation/",), ("08",), COLUMNS[2], BOTTOM, TRAIN),
     Stage("exercises", "write the ops", "Sec. 3; Faster R-CNN", ("exercises/",), ("09",),
           COLUMNS[3], BOTTOM, TRAIN),
 )
@@ -82,8 +87,10 @@ ARROWS = (
     ("rpn", "roialign", "RoIs"),
     ("roialign", "box_head", "7x7"),
     ("roialign", "mask_head", "14x14"),
+    ("roialign", "keypoint_head", "14x14"),
 )
-OUTPUTS = (("box_head", "detections"), ("mask_head", "28x28 masks"))  # arrows out of the map's right side
+OUTPUTS = (("box_head", "detections"), ("mask_head", "28x28 masks"),  # arrows out of the map's right side
+           ("keypoint_head", "56x56 heatmaps"))
 
 
 def stage(key: str) -> Stage:

@@ -17,19 +17,26 @@ STORED = Path(__file__).resolve().parents[1] / "benchmarks" / "ablations"
 
 
 def test_every_variant_sets_its_fields_and_trains_a_step():
-    cfg = ablation.study_train_config()
-    images, targets = collate([ShapesDataset(2, image_size=64, seed=3)[i] for i in range(2)])
     for study in ablation.STUDIES.values():
+        cfg = dataclasses.replace(ablation.study_train_config(), **study.train)  # the keypoint study's preset, data
+        keypoints = study.name == "keypoint_mask"
+        assert cfg.data.train.keypoints == keypoints and cfg.config.endswith("_keypoints") == keypoints
+        images, targets = collate([ShapesDataset(2, image_size=64, seed=3, keypoints=keypoints)[i] for i in range(2)])
         for variant in study.variants:
-            mc = ablation.variant_config(study, variant, 4, cfg)
+            mc = ablation.variant_config(study, variant, 4, cfg, num_keypoints=11 * keypoints)
             for key, value in {**study.common, **variant.overrides}.items():
                 assert getattr(mc.roi_heads, key) == value
             torch.manual_seed(0)
             mc = dataclasses.replace(mc, transform=dataclasses.replace(mc.transform, min_size=64, max_size=64))
             model = MaskRCNN(mc).train()
             losses = model(images, targets).losses
-            assert set(losses) == {"loss_objectness", "loss_rpn_box", "loss_classifier", "loss_box", "loss_mask"}
+            heads = ["loss_mask"] * mc.roi_heads.mask_branch + ["loss_keypoint"] * bool(mc.roi_heads.num_keypoints)
+            assert set(losses) == {"loss_objectness", "loss_rpn_box", "loss_classifier", "loss_box", *heads}
             assert all(torch.isfinite(v) for v in losses.values()), (study.name, variant.name)
+    # the keypoint study: keypoints alone, then with the mask branch; the others all have the mask branch
+    kp = ablation.STUDIES["keypoint_mask"]
+    assert [ablation.variant_config(kp, v, 4, dataclasses.replace(ablation.study_train_config(), **kp.train), 11)
+            .roi_heads.mask_branch for v in kp.variants] == [False, True]
 
 
 def test_pool_levels_fix_the_stride():
@@ -104,6 +111,42 @@ def test_a_tiny_study_runs_and_writes_its_table(tmp_path):
     assert ablation.load_results(tmp_path / "results")["agnostic"]["runs"] == results["runs"]
 
 
+def test_a_tiny_keypoint_study_scores_keypoints_and_sets_them_beside_the_papers(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    small = {"data": RunData.shapes(4, 2, image_size=64, keypoints=True), "min_size": 64, "max_size": 64,
+             "batch_size": 2, "warmup_iters": 1, "log_every": 1}
+    results = ablation.run_study("keypoint_mask", seeds=(0,), iters=2, out=str(tmp_path / "runs"),
+                               command="test", overrides=small)
+    assert results["train_config"]["config"] == "cpu_small_keypoints"
+    only, both = results["runs"]
+    assert (only["variant"], both["variant"]) == ("keypoints", "keypoints_mask")
+    for run in (only, both):
+        assert 0.0 <= run["keypoints"]["AP"] <= 1.0 and 0.0 <= run["box"]["AP"] <= 1.0
+    assert only["mask"]["AP"] is None and 0.0 <= both["mask"]["AP"] <= 1.0  # no mask branch, no mask AP
+    row = results["summary"][0]
+    assert row["keypoints_AP"]["mean"] == only["keypoints"]["AP"] and row["keypoints_AP"]["paper"] == 62.7
+    assert row["mask_AP"]["mean"] is None
+    md = ablation.markdown_table(results)
+    assert ("| variant | keypoint AP | AP50 | AP75 | box AP | AP50 | AP75 | mask AP | AP50 | AP75 | paper keypoint AP "
+            "| AP50 | AP75 |") in md
+    assert "| keypoint-only | " in md and md.count("| - | - | - |") == 1 and "| 63.1 | 87.3 | 68.7 |" in md
+    assert "keypoint & mask minus keypoint-only" in results["finding"] and "no verdict" in results["finding"]
+    fig = ablation.plot_study(results)  # the keypoint APs, not the mask's
+    heights = sorted(round(p.get_height(), 6) for p in fig.axes[0].patches)
+    assert heights == pytest.approx(sorted(100 * r["keypoints"][m] for r in (only, both) for m in ablation.METRICS))
+    plt.close(fig)
+    fig = ablation.plot_against_paper({"keypoint_mask": results}, "mask_AP75", cols=1)  # its keypoint AP75
+    heights = sorted(round(p.get_height(), 6) for p in fig.axes[0].patches)
+    assert heights == pytest.approx(sorted([100 * only["keypoints"]["AP75"], 100 * both["keypoints"]["AP75"],
+                                            68.4, 68.7]))
+    assert fig.axes[0].get_ylabel() == "keypoints AP75 x 100"
+    plt.close(fig)
+
+
 @pytest.mark.parametrize("path", sorted(STORED.glob("*.json")), ids=lambda p: p.stem)
 def test_stored_results_agree_with_their_runs(path):
     data = json.loads(path.read_text())
@@ -113,7 +156,7 @@ def test_stored_results_agree_with_their_runs(path):
     assert {(r["variant"], r["seed"]) for r in data["runs"]} == {
         (v.name, s) for v in study.variants for s in data["seeds"]}
     assert data["summary"] == ablation.summarize(study, data["runs"])
-    assert data["finding"] == ablation.finding(study, data["summary"])
+    assert data["finding"] == ablation.finding(study, data["summary"], data["train_config"]["iters"])
     assert path.with_suffix(".md").read_text() == ablation.markdown_table(data)
 
 
@@ -126,8 +169,9 @@ def test_effect_by_hand_and_the_papers_differences():
     se = np.sqrt(sum(np.var(v, ddof=1) / 3 for v in values.values()))
     assert two_se == pytest.approx(200 * se)
     # Table 2: 2c mask AP75 31.5 - 26.4, 2d 32.1 - 21.6, 2b mask AP 30.3 - 24.8, Sec. 4.2 30.3 - 29.7, 2e 33.6 - 31.5
+    # and Table 4, keypoint AP 63.1 (keypoint & mask) - 62.7 (keypoint-only)
     expected = {"roi_layer": 5.1, "large_stride": 10.5, "mask_loss": 5.5, "agnostic": 0.6, "mask_head": 2.1,
-                "aligned": None, "strides": None}
+                "aligned": None, "strides": None, "keypoint_mask": 0.4}
     assert {name: ablation.paper_effect(s) for name, s in ablation.STUDIES.items()} == pytest.approx(expected)
 
 

@@ -10,17 +10,18 @@ from .studies import METRICS, get_study
 
 
 def plot_study(results: dict, path: str | Path | None = None):
-    """Bar chart: mask AP, AP50, AP75 of each variant, error bars one standard deviation."""
+    """Bar chart: mask AP, AP50, AP75 of each variant (the study's first task's: keypoint AP for the keypoint
+    study), error bars one standard deviation."""
     import matplotlib.pyplot as plt
 
-    rows = results["summary"]
+    rows, task = results["summary"], get_study(results["study"]).tasks[0]
     fig, ax = plt.subplots(figsize=(1.6 + 1.6 * len(rows), 3.2), dpi=80)
     width = 0.8 / len(rows)
     for i, row in enumerate(rows):
-        means = [100 * (row[f"mask_{m}"]["mean"] or 0) for m in METRICS]
-        errs = [100 * (row[f"mask_{m}"]["std"] or 0) for m in METRICS]
+        means = [100 * (row[f"{task}_{m}"]["mean"] or 0) for m in METRICS]
+        errs = [100 * (row[f"{task}_{m}"]["std"] or 0) for m in METRICS]
         ax.bar([j + i * width for j in range(len(METRICS))], means, width, yerr=errs, capsize=3, label=row["label"])
-    ax.set_xticks([j + width * (len(rows) - 1) / 2 for j in range(len(METRICS))], [f"mask {m}" for m in METRICS])
+    ax.set_xticks([j + width * (len(rows) - 1) / 2 for j in range(len(METRICS))], [f"{task} {m}" for m in METRICS])
     ax.set_ylabel("AP x 100 (synthetic shapes)")
     ax.set_title(results["title"], fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
@@ -32,18 +33,24 @@ def plot_study(results: dict, path: str | Path | None = None):
 
 def plot_against_paper(results: dict[str, dict], metric: str = "mask_AP75", cols: int = 3):
     """One panel per study: each variant's `metric` (e.g. "mask_AP75"), ours beside the paper's, AP x 100.
+    A study scored on another task draws that task's AP of the same kind instead (the keypoint study: its
+    keypoint AP75), and says so on its axis.
 
     Ours: mean over seeds (bar), one standard deviation (error bar) and every seed's run (dots).
     The paper's: its Table 2 entry (hatched bar), where it gives one. The scales differ (COCO with a
     ResNet-50 against small synthetic shapes): compare the order of the variants, not the heights."""
     import matplotlib.pyplot as plt
 
-    task, m = metric.split("_", 1)
+    wanted, m = metric.split("_", 1)
     rows_of_panels = math.ceil(len(results) / cols)
     fig, axes = plt.subplots(rows_of_panels, cols, figsize=(3.4 * cols, 2.9 * rows_of_panels), dpi=80, squeeze=False)
     for ax, data in zip(axes.flat, results.values()):
+        tasks = get_study(data["study"]).tasks
+        task = wanted if wanted in tasks[:1] else tasks[0]
+        if task != wanted:
+            ax.set_ylabel(f"{task} {m} x 100", fontsize=8)
         for i, row in enumerate(data["summary"]):
-            entry = row[metric]
+            entry = row[f"{task}_{m}"]
             seeds = [100 * r[task][m] for r in data["runs"] if r["variant"] == row["variant"]]
             ax.bar(i - 0.2, 100 * entry["mean"], 0.4, yerr=100 * (entry["std"] or 0), capsize=3, color="tab:blue",
                    label="ours" if i == 0 else None)
@@ -59,7 +66,8 @@ def plot_against_paper(results: dict[str, dict], metric: str = "mask_AP75", cols
         ax.tick_params(axis="y", labelsize=8)
     for ax in axes.flat[len(results):]:
         ax.axis("off")
-    axes.flat[0].set_ylabel(f"{metric.replace('_', ' ')} x 100", fontsize=8)
+    if not axes.flat[0].get_ylabel():  # unless the first panel says it draws another task
+        axes.flat[0].set_ylabel(f"{metric.replace('_', ' ')} x 100", fontsize=8)
     axes.flat[0].legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig

@@ -13,7 +13,7 @@ def summarize(study: Study, runs: list[dict]) -> list[dict]:
     for variant in study.variants:
         mine = [r for r in runs if r["variant"] == variant.name]
         row = {"variant": variant.name, "label": variant.label, "n": len(mine)}
-        for task in ("mask", "box"):
+        for task in study.tasks:
             for m in METRICS:
                 values = [r[task][m] for r in mine if r[task][m] is not None]
                 mean = sum(values) / len(values) if values else None
@@ -110,18 +110,25 @@ def mean_std_text(entry: dict, scale: float = 100.0) -> str:
     return f"{scale * entry['mean']:.1f}{spread}"
 
 
+TASK_NAMES = {"mask": "mask", "box": "box", "keypoints": "keypoint"}  # in the tables' headers
+
+
 def markdown_table(results: dict) -> str:
-    """The study's table: ours (mean ± std over seeds, x100 as in the paper) beside the paper's."""
+    """The study's table: ours (mean ± std over seeds, x100 as in the paper) for each of the study's tasks,
+    beside the paper's numbers for the first of them (mask AP; keypoint AP for the keypoint study)."""
+    tasks = get_study(results["study"]).tasks
+    header = " | ".join(f"{TASK_NAMES[t]} AP | AP50 | AP75" for t in tasks)
     lines = [f"### {results['title']}", "",
              f"Ours: mean ± standard deviation over seeds {results['seeds']}, COCO AP x 100 on "
              f"{held_out_images(results)} held-out synthetic images. "
              + (f"Paper: COCO, {results['paper_setting']}." if results["paper_setting"] != "-" else "Not in the paper."),
              "",
-             "| variant | mask AP | AP50 | AP75 | box AP | AP50 | AP75 | paper mask AP | AP50 | AP75 |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             f"| variant | {header} | paper {TASK_NAMES[tasks[0]]} AP | AP50 | AP75 |",
+             "|---|" + "---|" * 3 * (len(tasks) + 1)]
     for row in results["summary"]:
-        ours = [mean_std_text(row[f"{t}_{m}"]) for t in ("mask", "box") for m in METRICS]
-        paper = [("-" if row[f"mask_{m}"]["paper"] is None else f"{row[f'mask_{m}']['paper']:.1f}") for m in METRICS]
+        ours = [mean_std_text(row[f"{t}_{m}"]) for t in tasks for m in METRICS]
+        paper = [("-" if row[f"{tasks[0]}_{m}"]["paper"] is None else f"{row[f'{tasks[0]}_{m}']['paper']:.1f}")
+                 for m in METRICS]
         lines.append(f"| {row['label']} | " + " | ".join(ours + paper) + " |")
     lines += ["", f"Paper's finding: {results['expectation']}"]
     if results.get("finding"):

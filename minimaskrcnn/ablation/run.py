@@ -1,8 +1,8 @@
 """Running a study: `python -m minimaskrcnn ablate STUDY`, every variant with every seed, then its results.
 
-Every run trains with the demo's recipe (`training.DEMO`) and is evaluated with pycocotools on the held-out
-shapes; a study writes <study>.json (every run, the summary, the command, the machine), <study>.md and
-<study>.png (`write_results`).
+Every run trains with the demo's recipe (`training.DEMO`; a study's `train` fields over it) and is evaluated
+with pycocotools on the held-out shapes; a study writes <study>.json (every run, the summary, the command, the
+machine), <study>.md and <study>.png (`write_results`).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from ..training import DEMO, TrainConfig, build_datasets, build_model_config, tr
 from ..training.config import settings
 from .plots import plot_study
 from .report import finding, markdown_table, summarize
-from .studies import ABLATION_ITERS, METRICS, STUDIES, Study, Variant, get_study, select_variants
+from .studies import ABLATION_ITERS, METRICS, STUDIES, TASKS, Study, Variant, get_study, select_variants
 
 
 def study_train_config(iters: int | None = None) -> TrainConfig:
@@ -31,9 +31,11 @@ def study_train_config(iters: int | None = None) -> TrainConfig:
     return dataclasses.replace(DEMO, iters=iters, warmup_iters=warmup, ckpt_every=10**9, progress=False)
 
 
-def variant_config(study: Study, variant: Variant, num_classes: int, cfg: TrainConfig) -> config_lib.ModelConfig:
-    """The model config of one variant: the training preset with the study's and variant's RoI-head fields."""
-    base = build_model_config(cfg, num_classes)
+def variant_config(study: Study, variant: Variant, num_classes: int, cfg: TrainConfig,
+                   num_keypoints: int = 0) -> config_lib.ModelConfig:
+    """The model config of one variant: the training preset with the study's and variant's RoI-head fields
+    (num_keypoints: the data's keypoint types, which a keypoint preset learns)."""
+    base = build_model_config(cfg, num_classes, num_keypoints)
     fields = {f.name for f in dataclasses.fields(config_lib.RoIHeadsConfig)}
     overrides = {**study.common, **variant.overrides}
     unknown = sorted(set(overrides) - fields)
@@ -65,15 +67,17 @@ def run_one(name: str, variant_name: str, seed: int, base: TrainConfig, out: str
     variant = next(v for v in study.variants if v.name == variant_name)
     cfg = dataclasses.replace(base, seed=seed, out=str(run_folder(out, name, variant.name, seed)))
     train_set, val_set = build_datasets(cfg)
-    model_config = variant_config(study, variant, train_set.num_classes, cfg)
+    model_config = variant_config(study, variant, train_set.num_classes, cfg, train_set.num_keypoints)
     result = train(cfg, model_config=model_config, train_set=train_set, val_set=val_set)
     metrics = result.metrics or {}
     run = {"variant": variant.name, "seed": seed, "seconds": round(result.seconds, 1),
-           "mask": {m: metrics.get("segm", {}).get(m) for m in METRICS},
-           "box": {m: metrics.get("bbox", {}).get(m) for m in METRICS}}
-    print(f"{name} {variant.name} seed {seed}: mask AP {run['mask']['AP']:.3f}, box AP {run['box']['AP']:.3f} "
-          f"({result.seconds:.0f} s)", flush=True)
+           **{task: {m: metrics.get(COCO_IOU_TYPE[task], {}).get(m) for m in METRICS} for task in TASKS}}
+    measured = ", ".join(f"{task} AP {run[task]['AP']:.3f}" for task in study.tasks if run[task]["AP"] is not None)
+    print(f"{name} {variant.name} seed {seed}: {measured} ({result.seconds:.0f} s)", flush=True)
     return run
+
+
+COCO_IOU_TYPE = {"mask": "segm", "box": "bbox", "keypoints": "keypoints"}  # a run's task -> evaluate()'s key
 
 
 def run_study(name: str, seeds=(0, 1, 2), iters: int | None = None, out: str = "runs/ablations",
@@ -82,14 +86,15 @@ def run_study(name: str, seeds=(0, 1, 2), iters: int | None = None, out: str = "
     """Train every variant of study `name` with every seed, each run in out/runs/<study>/<variant>/seed<k>;
     return the results dict (see write_results, which `ablate` calls with the same `out`).
 
-    overrides: TrainConfig fields to change for every run (tests use it to shrink the data: data=RunData.shapes(8)).
+    overrides: TrainConfig fields to change for every run, over the study's own `train` fields (tests use it to
+    shrink the data: data=RunData.shapes(8)).
     jobs > 1 runs that many trainings at once in separate processes, one thread each (a many-core
     machine or a GPU); every run is seeded on its own, so the results do not depend on jobs.
     variants: names of the variants to train (default: all); the summary then holds only those.
     overwrite: out holds this study's results or runs: move them into out/replaced-<time>/ (paths.make_room) instead of
     refusing, before any training starts."""
     study = select_variants(get_study(name), variants)
-    base = dataclasses.replace(study_train_config(iters), device=device, **(overrides or {}))
+    base = dataclasses.replace(study_train_config(iters), device=device, **{**study.train, **(overrides or {})})
     tasks = [(name, v.name, seed, base, out) for v in study.variants for seed in seeds]
     make_room(out, earlier_results(out, name, seeds, variants), overwrite, "choose another --out")
     start = time.perf_counter()

@@ -1,4 +1,4 @@
-"""The paper's ablations (Table 2), in miniature: the studies, their variants and the paper's numbers.
+"""The paper's ablations (Table 2; Table 4 for keypoints) in miniature: the studies, variants and paper's numbers.
 
 Each study trains the CPU-sized model on the synthetic shapes once per variant and seed, with the same data,
 schedule and seeds for every variant, so that the variant is the only difference (`run.py`); `report.py` turns
@@ -13,16 +13,22 @@ The studies, after Table 2 of the paper:
   aligned       not in the paper: RoIAlign with aligned=False against aligned=True
   strides       not in the paper: RoIPool against RoIAlign at strides 4 and 8, which with 2c and 2d
                 shows RoIAlign's gain against the stride (STRIDE_SERIES, plots.plot_gain_against_stride)
+  keypoint_mask Table 4 (Sec. 5): keypoints alone against keypoints with the mask branch, on the shapes
+                with keypoints (their corners, vertices and extreme points), scored by keypoint AP (OKS)
 
-The paper's numbers are COCO mask AP of ResNet-50 models (C4 for 2b/2c, C5 for 2d, FPN for 2e);
-ours are on 128 x 128 synthetic shapes with a small from-scratch model. Compare directions, not values.
+The paper's numbers are COCO mask AP of ResNet-50 models (C4 for 2b/2c, C5 for 2d, FPN for 2e), and COCO
+keypoint AP of people for Table 4; ours are on 128 x 128 synthetic shapes with a small from-scratch model.
+Compare directions, not values.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 
+from ..data.sources import RunData
+
 METRICS = ("AP", "AP50", "AP75")
+TASKS = ("mask", "box", "keypoints")  # what a run's AP is measured on: COCOeval's segm, bbox and keypoints
 
 
 @dataclass(frozen=True)
@@ -30,7 +36,8 @@ class Variant:
     name: str  # used in file names, e.g. "roialign_avg"
     label: str  # as in the paper's table, e.g. "RoIAlign (avg)"
     overrides: dict  # RoIHeadsConfig fields this variant sets
-    paper: dict = field(default_factory=dict)  # {"mask": (AP, AP50, AP75), "box": ...}; None where not given
+    paper: dict = field(default_factory=dict)  # {"mask": (AP, AP50, AP75), "box": ..., "keypoints": ...}; None
+    # where not given
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,9 @@ class Study:
     expectation: str = ""  # the paper's headline effect, in words
     claim: Claim | None = None  # the headline effect to check (None: none)
     close_within: float = 2.0  # AP points within which a close claim holds (the paper's gap: 0.6)
+    tasks: tuple = ("mask", "box")  # the APs its table shows; the first is set beside the paper's and drawn
+    train: dict = field(default_factory=dict)  # TrainConfig fields every run sets (the keypoint study: its model
+    # preset and data), over the demo's recipe
 
 
 # Optimizer steps per run: the demo's full schedule. At half of it (450 steps) the runs were still on
@@ -66,6 +76,11 @@ STRIDE_16, STRIDE_32 = {"pool_levels": ("p4",)}, {"pool_levels": ("p5",)}
 
 
 ALIGN_AVG = {"pooler": "align", "pool_mode": "avg"}
+
+
+# The keypoint study trains the keypoint preset on the demo's shapes with their keypoints (same images, masks
+# and boxes as the demo's; data/shapes.py adds the keypoints).
+KEYPOINT_SHAPES = {"config": "cpu_small_keypoints", "data": RunData.shapes(2000, 200, 128, keypoints=True)}
 
 
 STUDIES = {s.name: s for s in (
@@ -109,6 +124,17 @@ STUDIES = {s.name: s for s in (
     ), {}, "Not in the paper as such; with 2c (stride 16) and 2d (stride 32) it gives RoIAlign's gain "
            "against the stride, which the paper finds grows from 16 to 32.",
         Claim("roialign_s8", "roipool_s8", "mask_AP75")),
+    # Table 4 (COCO test-dev, R50-FPN): keypoint AP, AP50, AP75; Table 5 (minival, same data for both): person
+    # box AP 50.7 and 52.0, keypoint AP 64.2 and 64.7.
+    Study("keypoint_mask", "Keypoints alone vs with the mask branch (Table 4)", "ResNet-50-FPN, people", (
+        Variant("keypoints", "keypoint-only", {"mask_branch": False},
+                {"keypoints": (62.7, 87.0, 68.4), "box": (50.7, None, None)}),
+        Variant("keypoints_mask", "keypoint & mask", {"mask_branch": True},
+                {"keypoints": (63.1, 87.3, 68.7), "box": (52.0, None, None)}),
+    ), {}, "Training the mask branch beside the keypoints helps them a little: 63.1 against 62.7 keypoint AP "
+           "(test-dev; 64.7 against 64.2 on minival, and 52.0 against 50.7 person box AP).",
+        Claim("keypoints_mask", "keypoints", "keypoints_AP"), tasks=("keypoints", "box", "mask"),
+        train=KEYPOINT_SHAPES),
 )}
 
 

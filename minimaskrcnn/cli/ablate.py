@@ -1,5 +1,5 @@
-"""`python -m minimaskrcnn ablate STUDY`: rerun one of the paper's Table 2 studies on the synthetic shapes
-(ablation/ does the work), writing its results under --out only."""
+"""`python -m minimaskrcnn ablate STUDY`: rerun one of the paper's Table 2 studies (or Table 4's keypoint study) on
+the synthetic shapes (ablation/ does the work), writing its results under --out only."""
 from __future__ import annotations
 
 import sys
