@@ -236,3 +236,23 @@ def test_the_image_size_flags_of_a_loaded_model_are_named_as_flags(shapes_checkp
                   str(tmp_path / "p"), "--min-size", "0"]):
         assert cli.main(argv) == 2
         assert capsys.readouterr().err == "error: --min-size must be an integer >= 32; got 0\n"
+
+
+def test_a_recipe_gives_its_settings_and_the_flags_given_go_over_them(tmp_path, capsys):
+    from minimaskrcnn.cli.train import train_config_from_args
+
+    parser = cli.build_parser()
+    args = parser.parse_args(["train", "--recipe", "finetune", "--annotations", "my.json", "--images", "imgs",
+                              "--iters", "40", "--out", str(tmp_path / "run")])
+    cfg = train_config_from_args(args)
+    recipe = settings(training.FINETUNE)
+    got = settings(cfg)
+    assert {k: v for k, v in got.items() if k not in ("iters", "out")} == \
+        {k: v for k, v in recipe.items() if k not in ("iters", "out")}
+    assert (cfg.iters, cfg.out, cfg.init, cfg.trainable_layers) == (40, str(tmp_path / "run"), "coco", 0)
+    assert cfg.data == RunData.files("my.json", "imgs")
+    assert train_config_from_args(parser.parse_args(["train", "--recipe", "demo"])) == training.DEMO
+    # a recipe sets up a new run: with --resume it is refused in one line, before anything is read
+    assert cli.main(["train", "--recipe", "demo", "--resume", str(tmp_path / "last.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--recipe" in err and "--resume" in err

@@ -6,8 +6,10 @@ from __future__ import annotations
 import dataclasses
 
 from ..data.sources import CocoFiles, RunData, Shapes
-from ..training import TrainConfig, resume_config, train
+from ..training import DEMO, FINETUNE, TrainConfig, resume_config, train
 from .flags import check_none_empty
+
+RECIPES = {"demo": DEMO, "finetune": FINETUNE}  # train --recipe NAME
 
 # flag -> (TrainConfig field, type, help); defaults come from TrainConfig (or the resumed checkpoint)
 TRAIN_FLAGS = {
@@ -78,6 +80,10 @@ def add_arguments(p) -> None:
                                                   "unless given again here")
     p.add_argument("--overwrite", action="store_const", const=True, default=None,
                    help="--out holds a run: move its files into <out>/replaced-<time>/ and start afresh")
+    p.add_argument("--recipe", choices=sorted(RECIPES), default=None,
+                   help="start from a named recipe's settings (training/recipes.py), the flags given here over them: "
+                        "finetune (training.FINETUNE: R50-FPN from COCO at 512 pixels, 300 SGD steps, the FPN and "
+                        "heads training) or demo (training.DEMO)")
 
 
 def train_config_from_args(args) -> TrainConfig:
@@ -94,11 +100,16 @@ def train_config_from_args(args) -> TrainConfig:
         raise ValueError("--annotations and --images go together: a COCO-format JSON and its image folder")
     if ("val_annotations" in data_flags) != ("val_images" in data_flags):
         raise ValueError("--val-annotations and --val-images go together: a COCO-format JSON and its image folder")
+    if args.resume and getattr(args, "recipe", None):
+        raise ValueError("--recipe sets up a new run and --resume continues one with its own settings: give one of them")
     try:
         if args.resume:
             cfg = resume_config(args.resume, **given)
             data = data_from_flags(data_flags, cfg.data)
             return dataclasses.replace(cfg, data=data) if data is not None else cfg
+        if getattr(args, "recipe", None):  # a named recipe's settings, the flags given over them
+            recipe = RECIPES[args.recipe]
+            return dataclasses.replace(recipe, **given, data=data_from_flags(data_flags) or recipe.data)
         data = data_from_flags(data_flags) or RunData.coco()
         shapes = isinstance(data.train, Shapes)
         config = given.pop("config", None) or ("r50_fpn" if not shapes else
