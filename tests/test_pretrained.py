@@ -68,15 +68,26 @@ def served(tmp_path_factory):
                                                             box_detections_per_img=DETECTIONS, **SIZES)
     tv = randomize(tv).eval()
     folder = tmp_path_factory.mktemp("models")
-    tmp = folder / "checkpoint.pth"
-    torch.save(tv.state_dict(), tmp)
-    sha = hashlib.sha256(tmp.read_bytes()).hexdigest()
-    name = f"maskrcnn_resnet50_fpn_coco-{sha[:8]}.pth"  # torchvision's naming: the SHA-256's first 8 digits
-    tmp.rename(folder / name)
+    name, sha = save_as_hub_file(folder, tv.state_dict(), "maskrcnn_resnet50_fpn_coco")
     wrong = format((int(sha[:8], 16) + 1) % 16 ** 8, "08x")
     (folder / f"maskrcnn_resnet50_fpn_coco-{wrong}.pth").symlink_to(folder / name)  # same bytes, wrong name
     server = FileServer(folder)
     yield server, f"{server.url}/{name}", sha, tv
+    stop_serving(server, folder)
+
+
+def save_as_hub_file(folder, state: dict, stem: str) -> tuple[str, str]:
+    """Save `state` in `folder` under torchvision's kind of name, "<stem>-<first 8 digits of its SHA-256>.pth":
+    (the file name, the SHA-256)."""
+    tmp = folder / "checkpoint.pth"
+    torch.save(state, tmp)
+    sha = hashlib.sha256(tmp.read_bytes()).hexdigest()
+    name = f"{stem}-{sha[:8]}.pth"
+    tmp.rename(folder / name)
+    return name, sha
+
+
+def stop_serving(server, folder) -> None:
     server.httpd.shutdown()
     server.httpd.server_close()
     shutil.rmtree(folder, ignore_errors=True)

@@ -4,9 +4,7 @@ does for the Mask R-CNN). Covered: the URL is torchvision's, the download is che
 model's boxes and keypoints equal torchvision's model run with frozen-BN eps 0 (as torchvision runs COCO_V1) at
 1e-4, the layout (names, skeleton, flip pairs, sigmas) is COCO's, and `predict --weights coco-keypoints` draws
 the skeletons and lists the keypoints. The checkpoint is ~226 MB, saved once per module; images are 128x160."""
-import hashlib
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -18,7 +16,7 @@ from torch import nn
 
 from minimaskrcnn import cli, pretrained
 from minimaskrcnn.data.keypoints import COCO_PERSON_KEYPOINTS
-from test_pretrained import FileServer
+from test_pretrained import FileServer, cache, save_as_hub_file, stop_serving  # noqa: F401 (cache: a fixture)
 from test_torchvision_equivalence import randomize
 
 SIZES = dict(min_size=128, max_size=160)
@@ -36,23 +34,10 @@ def served(tmp_path_factory):
     with torch.no_grad():
         tv.backbone.body.bn1.running_var[:16] = 1e-4  # where eps 1e-5 instead of 0 shows (test_pretrained.py)
     folder = tmp_path_factory.mktemp("models")
-    tmp = folder / "checkpoint.pth"
-    torch.save(tv.state_dict(), tmp)
-    sha = hashlib.sha256(tmp.read_bytes()).hexdigest()
-    name = f"keypointrcnn_resnet50_fpn_coco-{sha[:8]}.pth"
-    tmp.rename(folder / name)
+    name, _ = save_as_hub_file(folder, tv.state_dict(), "keypointrcnn_resnet50_fpn_coco")
     server = FileServer(folder)
     yield server, f"{server.url}/{name}", tv
-    server.httpd.shutdown()
-    server.httpd.server_close()
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv(pretrained.CACHE_ENV, str(tmp_path / "cache"))
-    yield tmp_path / "cache"
-    shutil.rmtree(tmp_path / "cache", ignore_errors=True)
+    stop_serving(server, folder)
 
 
 def test_the_url_is_torchvisions_coco_v1():
