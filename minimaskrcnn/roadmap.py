@@ -70,7 +70,7 @@ STAGES = (
           ("keypoint_head.py", "roi_heads.py"), ("11",), COLUMNS[4], LOW, SECOND),
     Stage("losses", "L_cls, L_box, L_mask, L_kp", "Sec. 3 loss; Sec. 5", ("losses.py", "roi_heads.py"),
           ("02", "04", "11"), COLUMNS[3], LOW, SECOND),
-    Stage("training", "training", "Sec. 3.1, Training", ("training/", "model.py"), ("05", "06"),
+    Stage("training", "training", "Sec. 3.1, Training", ("training/", "model.py", "transfer.py"), ("05", "06", "10"),
           COLUMNS[0], BOTTOM, TRAIN),
     Stage("evaluation", "COCO box / mask / keypoint AP", "Sec. 4; Sec. 5 (OKS)", ("evaluation.py",),
           ("05", "06", "11"), COLUMNS[1], BOTTOM, TRAIN),

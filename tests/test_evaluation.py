@@ -260,14 +260,17 @@ def test_evaluate_on_two_files_that_share_a_name_writes_two_results_files(tmp_pa
                         lambda *a, **k: (Replay(dets, 3), {"class_names": ["background", "cat", "dog"]}))
     checkpoint, written = tmp_path / "run" / "last.pt", []
     checkpoint.parent.mkdir()
-    for folder in ("a", "b", "a"):  # the same file again: the same name
+    for k, folder in enumerate(("a", "b", "a")):  # the same file again: the same name (replacing it: --overwrite)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             assert cli.main(["evaluate", "--checkpoint", str(checkpoint), "--annotations",
-                             str(tmp_path / folder / "instances.json"), "--images", str(images)]) == 0
+                             str(tmp_path / folder / "instances.json"), "--images", str(images)]
+                            + ["--overwrite"] * (k == 2)) == 0
         out = capsys.readouterr().out
         written.append(Path(re.search(r"^results: (.*)$", out, re.M).group(1)))
         assert summary_line(cocoeval_on_the_file(tmp_path / folder / "instances.json", written[-1])) in out
     assert written[0] != written[1] and written[2] == written[0]
-    assert sorted(checkpoint.parent.iterdir()) == sorted(written[:2])
+    assert sorted(p for p in checkpoint.parent.iterdir() if p.is_file()) == sorted(written[:2])
+    moved = list(checkpoint.parent.glob("replaced-*/*"))  # the first results of a, moved aside by --overwrite
+    assert [p.name for p in moved] == [written[0].name]
     assert re.fullmatch(r"results_instances_[0-9a-f]{8}\.json", written[0].name)
