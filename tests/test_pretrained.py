@@ -157,19 +157,9 @@ def test_conversion_gives_torchvisions_detections(served, cache):
     assert len(frozen) == 53 and all(m.eps == 0.0 for m in frozen)  # stem + 16 bottlenecks x 3 (+4 downsample)
 
     image = torch.rand(3, 128, 160, generator=torch.Generator().manual_seed(1))
-    bns = [m for m in tv.modules() if isinstance(m, nn.BatchNorm2d)]
-    try:
-        for m in bns:
-            m.eps = 0.0  # what torchvision does to its COCO_V1 model (overwrite_eps)
-        with torch.no_grad():
-            ref, ours = tv([image])[0], model([image]).detections[0]
-        for m in bns:
-            m.eps = 1e-5
-        with torch.no_grad():
-            with_eps = tv([image])[0]
-    finally:
-        for m in bns:
-            m.eps = 1e-5
+    ref, ours = detections_at_eps_0(tv, model, image)
+    with torch.no_grad():
+        with_eps = tv([image])[0]
     assert len(ref["boxes"]) == len(ours["boxes"]) == DETECTIONS
     for key in ("boxes", "labels", "scores"):
         torch.testing.assert_close(ours[key], ref[key], rtol=1e-4, atol=1e-4)
@@ -177,6 +167,19 @@ def test_conversion_gives_torchvisions_detections(served, cache):
     torch.testing.assert_close(ours["masks"], ref["masks"][:, 0], rtol=0, atol=1e-3)  # (D, 1, H, W) there
     assert (ours["masks"] >= 0.5).sum() > 1000  # masks that are not empty, so the comparison means something
     assert (with_eps["scores"] - ref["scores"]).abs().max() > 1e-3  # so eps 1e-5 would have been noticed
+
+
+def detections_at_eps_0(tv, model, image) -> tuple[dict, dict]:
+    """(torchvision's detections with its BatchNorm at eps 0, as it runs COCO_V1 weights (`overwrite_eps`), ours)."""
+    bns = [m for m in tv.modules() if isinstance(m, nn.BatchNorm2d)]
+    try:
+        for m in bns:
+            m.eps = 0.0
+        with torch.no_grad():
+            return tv([image])[0], model([image]).detections[0]
+    finally:
+        for m in bns:
+            m.eps = 1e-5
 
 
 def test_class_names_are_cocos():

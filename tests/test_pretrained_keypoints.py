@@ -12,11 +12,11 @@ import torch
 import torchvision
 from PIL import Image
 from pycocotools.cocoeval import COCOeval
-from torch import nn
 
 from minimaskrcnn import cli, pretrained
 from minimaskrcnn.data.keypoints import COCO_PERSON_KEYPOINTS
-from test_pretrained import FileServer, cache, save_as_hub_file, stop_serving  # noqa: F401 (cache: a fixture)
+from test_pretrained import cache  # noqa: F401 (a fixture)
+from test_pretrained import FileServer, detections_at_eps_0, save_as_hub_file, stop_serving
 from test_torchvision_equivalence import randomize
 
 SIZES = dict(min_size=128, max_size=160)
@@ -61,15 +61,7 @@ def test_download_cache_and_torchvisions_keypoints(served, cache):
     assert not model.training and model.config.backbone.frozen_bn_eps == 0.0
     assert model.roi_heads.mask_head is None and model.config.roi_heads.num_keypoints == 17
     image = torch.rand(3, 128, 160, generator=torch.Generator().manual_seed(1))
-    bns = [m for m in tv.modules() if isinstance(m, nn.BatchNorm2d)]
-    try:
-        for m in bns:
-            m.eps = 0.0  # what torchvision does to its COCO_V1 model (overwrite_eps)
-        with torch.no_grad():
-            ref, ours = tv([image])[0], model([image]).detections[0]
-    finally:
-        for m in bns:
-            m.eps = 1e-5
+    ref, ours = detections_at_eps_0(tv, model, image)
     assert len(ref["boxes"]) == len(ours["boxes"]) == DETECTIONS
     for key in ("boxes", "labels", "scores", "keypoints"):
         torch.testing.assert_close(ours[key], ref[key], rtol=1e-4, atol=1e-4)
