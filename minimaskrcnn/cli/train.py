@@ -101,7 +101,8 @@ def train_config_from_args(args) -> TrainConfig:
     if ("val_annotations" in data_flags) != ("val_images" in data_flags):
         raise ValueError("--val-annotations and --val-images go together: a COCO-format JSON and its image folder")
     if args.resume and getattr(args, "recipe", None):
-        raise ValueError("--recipe sets up a new run and --resume continues one with its own settings: give one of them")
+        raise ValueError("--recipe sets up a new run and --resume continues one with its own settings: "
+                         "give one of them")
     try:
         if args.resume:
             cfg = resume_config(args.resume, **given)

@@ -41,8 +41,9 @@ from pycocotools import mask as mask_utils
 
 from .coco import to_tensor_image
 from .coco_json import coco_from_dict
-from .shape_kinds import (DEFAULT_KINDS, FLIP_PAIRS, KEYPOINT_NAMES, KEYPOINT_SIGMAS, KINDS, SKELETON, SLOTS,  # noqa: F401
-                          check_kinds, instance_keypoints, kind_mask, shape_mask)
+from .shape_kinds import (  # noqa: F401 (names other modules import from here)
+    DEFAULT_KINDS, FLIP_PAIRS, KEYPOINT_NAMES, KEYPOINT_SIGMAS, KINDS, SKELETON, SLOTS, check_kinds, instance_keypoints,
+    kind_mask, shape_mask)
 
 CLASS_NAMES = ["background", *DEFAULT_KINDS]
 def _pick_colour(rng, avoid: list[np.ndarray], min_dist: float = 0.35, tries: int = 30) -> np.ndarray:

@@ -1,6 +1,7 @@
 """The model a run starts with: built from its preset for the data (`build_model`), and the weights it starts from
-(TrainConfig.init; transfer.py does the loading): checked, loaded right after the model is built, reported once. A resumed run skips this: its weights, and the record of what they started from,
-are in its checkpoint, so `--resume` never downloads again."""
+(TrainConfig.init; transfer.py does the loading): checked, loaded right after the model is built, reported once.
+A resumed run skips this: its weights, and the record of what they started from, are in its checkpoint, so
+`--resume` never downloads again."""
 from __future__ import annotations
 
 import torch.distributed as dist
